@@ -1,0 +1,73 @@
+//! The admin listener: liveness and readiness for the appliance's monitoring.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::server::Context;
+
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let (tcp, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = crate::server::stopping(&mut shutdown) => return,
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(route(&ctx, &req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+fn route(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+        "/readyz" => {
+            let parents: Vec<serde_json::Value> = ctx
+                .parents
+                .parents()
+                .iter()
+                .map(|p| serde_json::json!({"name": &*p.config.name, "up": p.is_up()}))
+                .collect();
+            let any_up = parents.is_empty() || ctx.parents.parents().iter().any(|p| p.is_up());
+            let body = serde_json::json!({
+                "ready": true,
+                "upstream_available": any_up,
+                "parents": parents,
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            text(StatusCode::OK, format!("{body}\n"), "application/json")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    resp
+}

@@ -1,0 +1,136 @@
+//! Configuration: the TOML schema, the embedded default, and validation into an immutable
+//! [`Config`] whose policy snapshot the proxy decides with. `check`, start-up and reload
+//! all go through [`load`].
+
+pub mod allowlists;
+pub mod duration;
+pub mod error;
+pub mod schema;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use allowlists::LoadedCategory;
+pub use error::{ConfigError, Problem};
+
+use crate::policy::Snapshot;
+
+/// The configuration built into the binary.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Name shown for the embedded default in messages.
+pub const EMBEDDED_NAME: &str = "<embedded default>";
+
+/// A validated configuration. Immutable: reload builds a new one.
+pub struct Config {
+    /// Where it came from (a path, or the embedded default).
+    pub source: PathBuf,
+    pub proxy_listen: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub policy: Arc<Snapshot>,
+    pub categories: Vec<LoadedCategory>,
+    pub direct: DirectConfig,
+    pub upstream: UpstreamConfig,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub access_log: AccessLogTarget,
+}
+
+#[derive(Clone, Debug)]
+pub struct DirectConfig {
+    /// Resolvers of the LBO line; empty means the system's `/etc/resolv.conf`.
+    pub dns: Vec<SocketAddr>,
+    pub allow_internal: Vec<IpNet>,
+    pub deny_internal: Vec<IpNet>,
+    pub happy_eyeballs_delay: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub parents: Vec<ParentConfig>,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+#[derive(Clone)]
+pub struct ParentConfig {
+    pub name: Arc<str>,
+    /// `host:port`, resolved with the system resolver (the parent sits on the LGWAN side).
+    pub address: String,
+    pub tls: Option<ParentTls>,
+    /// Pre-encoded `Basic …` credentials; never logged.
+    pub proxy_authorization: Option<String>,
+}
+
+impl std::fmt::Debug for ParentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParentConfig")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("tls", &self.tls)
+            .field(
+                "auth",
+                &self.proxy_authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ParentTls {
+    pub server_name: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub head: Duration,
+    pub connect: Duration,
+    pub dns: Duration,
+    pub idle: Duration,
+    pub drain: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_head_bytes: usize,
+    pub max_connections: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+/// Loads a config file, or the embedded default when `path` is `None`.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        None => validate::from_str(Path::new(EMBEDDED_NAME), EMBEDDED_DEFAULT, None),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                problems: vec![Problem {
+                    file: p.to_path_buf(),
+                    line: 0,
+                    key: String::new(),
+                    message: format!("cannot read: {e}"),
+                }],
+            })?;
+            let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
+            validate::from_str(p, &text, Some(&base))
+        }
+    }
+}
+
+/// Validates configuration text; `base` resolves relative paths (`None`: embedded).
+pub fn load_str(name: &Path, text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+    validate::from_str(name, text, base)
+}

@@ -1,0 +1,190 @@
+//! The configuration file as written. Every table rejects unknown keys; values that
+//! validation checks keep their span so errors cite a line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub proxy: Proxy,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub allowlists: Allowlists,
+    #[serde(default)]
+    pub direct: Direct,
+    #[serde(default)]
+    pub upstream: Upstream,
+    #[serde(default, rename = "segment")]
+    pub segments: Vec<Segment>,
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<Profile>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub log: Log,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    /// Explicit proxy listeners (`CONNECT` and absolute-form `http://`).
+    #[serde(default)]
+    pub listen: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allowlists {
+    /// Directory of category files; relative to the config file. Absent: the lists built
+    /// into the binary.
+    pub dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Direct {
+    /// The LBO line's resolvers (`ip` or `ip:port`); empty: `/etc/resolv.conf`.
+    #[serde(default)]
+    pub dns: Vec<Spanned<String>>,
+    /// Ranges the address guard lets through although internal (labs and tests only).
+    #[serde(default)]
+    pub allow_internal: Vec<Spanned<String>>,
+    /// More ranges to refuse, e.g. the municipality's own public ranges.
+    #[serde(default)]
+    pub deny_internal: Vec<Spanned<String>>,
+    pub happy_eyeballs_delay: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    #[serde(default, rename = "parent")]
+    pub parents: Vec<Parent>,
+    pub health_interval: Option<Spanned<String>>,
+    pub health_timeout: Option<Spanned<String>>,
+    /// Consecutive failed checks before a parent is marked down.
+    pub fall: Option<Spanned<u32>>,
+    /// Consecutive good checks before a down parent is used again.
+    pub rise: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parent {
+    pub name: Spanned<String>,
+    /// `host:port` of the security cloud's proxy.
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub tls: bool,
+    /// Name to verify on the parent's certificate (default: the host of `address`).
+    pub tls_server_name: Option<Spanned<String>>,
+    /// PEM bundle of CAs for the parent (default: the system roots).
+    pub tls_ca_file: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    /// File holding the password (kept out of the config, e.g. mode 0600).
+    pub password_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub name: Spanned<String>,
+    pub networks: Vec<Spanned<String>>,
+    pub profile: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub direct: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Reading a request head (slow clients).
+    pub head: Option<Spanned<String>>,
+    /// TCP connect to a destination or parent.
+    pub connect: Option<Spanned<String>>,
+    /// One DNS lookup on the direct route.
+    pub dns: Option<Spanned<String>>,
+    /// A tunnel with no bytes either way is closed after this.
+    pub idle: Option<Spanned<String>>,
+    /// On shutdown, how long open tunnels may finish.
+    pub drain: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_head_bytes: Option<Spanned<usize>>,
+    pub max_connections: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `stdout`, `off`, or a file path.
+    pub access: Option<Spanned<String>>,
+}
+
+/// One allowlist file (`allowlists/<category>.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowlistFile {
+    pub category: CategoryHeader,
+    pub provenance: Provenance,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<AllowlistRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryHeader {
+    pub name: Spanned<String>,
+    pub description: String,
+}
+
+/// Where a list comes from, so an auditor can trace every rule to a published source.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    pub source: String,
+    pub version: String,
+    pub retrieved: String,
+    #[serde(default)]
+    pub endpoint_ids: Vec<u32>,
+    #[serde(default)]
+    pub references: Vec<String>,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowlistRule {
+    pub name: Spanned<String>,
+    pub endpoint_id: Option<u32>,
+    pub source: Option<String>,
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub networks: Vec<Spanned<String>>,
+    pub ports: Option<Vec<Spanned<u32>>>,
+}

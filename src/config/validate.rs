@@ -1,0 +1,633 @@
+//! From the file as written to a validated [`Config`]: every value checked, every
+//! cross-reference resolved, every problem collected with its line.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::allowlists::{self, LoadedCategory, BUILTIN};
+use super::error::{ConfigError, Problem, Problems};
+use super::schema::{self, File};
+use super::{
+    duration, AccessLogTarget, Config, DirectConfig, Limits, ParentConfig, ParentTls, Timeouts,
+    UpstreamConfig,
+};
+use crate::policy::{PolicySpec, ProfileSpec, SegmentSpec, Snapshot};
+
+/// The α′ cases, always defined: case ① 認証等, ② + コミュニケーション, ③ + 外部共有.
+pub const BUILTIN_PROFILES: &[(&str, &[&str])] = &[
+    ("case1", &["m365-auth", "m365-license", "av-update", "pki"]),
+    (
+        "case2",
+        &[
+            "m365-auth",
+            "m365-license",
+            "av-update",
+            "pki",
+            "teams",
+            "exchange",
+        ],
+    ),
+    (
+        "case3",
+        &[
+            "m365-auth",
+            "m365-license",
+            "av-update",
+            "pki",
+            "teams",
+            "exchange",
+            "storage",
+        ],
+    ),
+];
+
+pub fn from_str(name: &Path, text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut p = Problems::new(name, text);
+    let file: File = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            p.toml(&e);
+            return Err(ConfigError { problems: p.found });
+        }
+    };
+    let mut other_files = Vec::new();
+    let categories = load_categories(&file, base, &mut p, &mut other_files);
+    let config = build(name, &file, base, categories, &mut p);
+    let mut problems = p.found;
+    problems.extend(other_files);
+    match config {
+        Some(c) if problems.is_empty() => Ok(c),
+        _ => Err(ConfigError { problems }),
+    }
+}
+
+fn resolve(base: Option<&Path>, path: &str) -> PathBuf {
+    match base {
+        Some(b) => b.join(path),
+        None => PathBuf::from(path),
+    }
+}
+
+fn load_categories(
+    file: &File,
+    base: Option<&Path>,
+    p: &mut Problems<'_>,
+    other: &mut Vec<Problem>,
+) -> Vec<LoadedCategory> {
+    let sources: Vec<(PathBuf, String)> = match &file.allowlists.dir {
+        None => BUILTIN
+            .iter()
+            .map(|(n, t)| {
+                (
+                    PathBuf::from(format!("<built-in allowlists>/{n}")),
+                    t.to_string(),
+                )
+            })
+            .collect(),
+        Some(dir) => {
+            let path = resolve(base, dir.get_ref());
+            match allowlists::read_dir(&path) {
+                Ok(files) if files.is_empty() => {
+                    p.at(
+                        dir.span(),
+                        "allowlists.dir",
+                        format!("{} holds no .toml files", path.display()),
+                    );
+                    Vec::new()
+                }
+                Ok(files) => files,
+                Err(e) => {
+                    p.at(
+                        dir.span(),
+                        "allowlists.dir",
+                        format!("{}: {e}", path.display()),
+                    );
+                    Vec::new()
+                }
+            }
+        }
+    };
+    let mut loaded: Vec<LoadedCategory> = Vec::new();
+    for (path, text) in &sources {
+        let mut fp = Problems::new(path, text);
+        if let Some(c) = allowlists::parse(path, text, &mut fp) {
+            if loaded.iter().any(|l| l.category.name == c.category.name) {
+                fp.file(
+                    "category.name",
+                    format!("category {:?} defined twice", c.category.name),
+                );
+            }
+            loaded.push(c);
+        }
+        other.extend(fp.found);
+    }
+    loaded
+}
+
+fn build(
+    name: &Path,
+    file: &File,
+    base: Option<&Path>,
+    categories: Vec<LoadedCategory>,
+    p: &mut Problems<'_>,
+) -> Option<Config> {
+    let proxy_listen: Vec<SocketAddr> = file
+        .proxy
+        .listen
+        .iter()
+        .filter_map(|l| socket_addr(p, l, "proxy.listen"))
+        .collect();
+    if file.proxy.listen.is_empty() {
+        p.file("proxy.listen", "at least one listener is needed");
+    }
+    let admin_listen = file
+        .admin
+        .listen
+        .as_ref()
+        .and_then(|l| socket_addr(p, l, "admin.listen"));
+
+    let direct = DirectConfig {
+        dns: file
+            .direct
+            .dns
+            .iter()
+            .filter_map(|d| dns_server(p, d))
+            .collect(),
+        allow_internal: nets(p, &file.direct.allow_internal, "direct.allow_internal"),
+        deny_internal: nets(p, &file.direct.deny_internal, "direct.deny_internal"),
+        happy_eyeballs_delay: dur(
+            p,
+            &file.direct.happy_eyeballs_delay,
+            "direct.happy_eyeballs_delay",
+            Duration::from_millis(250),
+        ),
+    };
+    let upstream = upstream(p, &file.upstream, base);
+    let profiles = profiles(p, &file.profiles, &categories);
+    let segments = segments(p, &file.segments, &profiles);
+    let timeouts = Timeouts {
+        head: dur(
+            p,
+            &file.timeouts.head,
+            "timeouts.head",
+            Duration::from_secs(10),
+        ),
+        connect: dur(
+            p,
+            &file.timeouts.connect,
+            "timeouts.connect",
+            Duration::from_secs(10),
+        ),
+        dns: dur(
+            p,
+            &file.timeouts.dns,
+            "timeouts.dns",
+            Duration::from_secs(5),
+        ),
+        idle: dur(
+            p,
+            &file.timeouts.idle,
+            "timeouts.idle",
+            Duration::from_secs(3600),
+        ),
+        drain: dur(
+            p,
+            &file.timeouts.drain,
+            "timeouts.drain",
+            Duration::from_secs(30),
+        ),
+    };
+    let limits = Limits {
+        max_head_bytes: positive(
+            p,
+            &file.limits.max_head_bytes,
+            "limits.max_head_bytes",
+            64 * 1024,
+        ),
+        max_connections: positive(
+            p,
+            &file.limits.max_connections,
+            "limits.max_connections",
+            100_000,
+        ),
+    };
+    let access_log = match &file.log.access {
+        None => AccessLogTarget::Stdout,
+        Some(a) => match a.get_ref().as_str() {
+            "stdout" => AccessLogTarget::Stdout,
+            "off" => AccessLogTarget::Off,
+            "" => {
+                p.at(a.span(), "log.access", "use stdout, off or a file path");
+                AccessLogTarget::Off
+            }
+            path => AccessLogTarget::File(resolve(base, path)),
+        },
+    };
+    check_shared_hosting(p, &profiles, &categories);
+    if !p.is_empty() {
+        return None;
+    }
+    let spec = PolicySpec {
+        categories: categories.iter().map(|c| c.category.clone()).collect(),
+        profiles,
+        segments,
+    };
+    let policy = match Snapshot::build(spec) {
+        Ok(s) => s,
+        Err(e) => {
+            p.file("", e);
+            return None;
+        }
+    };
+    Some(Config {
+        source: name.to_path_buf(),
+        proxy_listen,
+        admin_listen,
+        policy: Arc::new(policy),
+        categories,
+        direct,
+        upstream,
+        timeouts,
+        limits,
+        access_log,
+    })
+}
+
+fn socket_addr(p: &mut Problems<'_>, v: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+    match v.get_ref().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.at(
+                v.span(),
+                key,
+                format!("{:?} is not an ip:port address", v.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+fn dns_server(p: &mut Problems<'_>, v: &Spanned<String>) -> Option<SocketAddr> {
+    let text = v.get_ref();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, 53));
+    }
+    socket_addr(p, v, "direct.dns")
+}
+
+fn nets(p: &mut Problems<'_>, list: &[Spanned<String>], key: &str) -> Vec<IpNet> {
+    list.iter()
+        .filter_map(|n| match n.get_ref().parse::<IpNet>() {
+            Ok(net) => Some(net),
+            Err(_) => {
+                p.at(
+                    n.span(),
+                    key,
+                    format!("{:?} is not a network (CIDR)", n.get_ref()),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn dur(
+    p: &mut Problems<'_>,
+    v: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+) -> Duration {
+    match v {
+        None => default,
+        Some(s) => match duration::parse(s.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                p.at(s.span(), key, "must be longer than zero");
+                default
+            }
+            Err(e) => {
+                p.at(s.span(), key, e);
+                default
+            }
+        },
+    }
+}
+
+fn positive(p: &mut Problems<'_>, v: &Option<Spanned<usize>>, key: &str, default: usize) -> usize {
+    match v {
+        None => default,
+        Some(n) if *n.get_ref() > 0 => *n.get_ref(),
+        Some(n) => {
+            p.at(n.span(), key, "must be greater than zero");
+            default
+        }
+    }
+}
+
+fn upstream(p: &mut Problems<'_>, u: &schema::Upstream, base: Option<&Path>) -> UpstreamConfig {
+    let mut names = HashSet::new();
+    let mut parents = Vec::new();
+    for parent in &u.parents {
+        let name = parent.name.get_ref();
+        if !allowlists::valid_name(name) {
+            p.at(
+                parent.name.span(),
+                "upstream.parent.name",
+                "use lower-case letters, digits and '-'",
+            );
+        }
+        if !names.insert(name.clone()) {
+            p.at(
+                parent.name.span(),
+                "upstream.parent.name",
+                format!("duplicate parent {name:?}"),
+            );
+        }
+        let address = parent.address.get_ref();
+        let host = match crate::policy::Target::parse_authority(address, None) {
+            Ok(t) => t.host.to_string().trim_matches(['[', ']']).to_string(),
+            Err(e) => {
+                p.at(
+                    parent.address.span(),
+                    "upstream.parent.address",
+                    format!("{address:?}: {e} (want host:port)"),
+                );
+                continue;
+            }
+        };
+        let tls = parent.tls.then(|| ParentTls {
+            server_name: parent
+                .tls_server_name
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or(host),
+            ca_file: parent
+                .tls_ca_file
+                .as_ref()
+                .map(|f| resolve(base, f.get_ref())),
+        });
+        if !parent.tls && (parent.tls_server_name.is_some() || parent.tls_ca_file.is_some()) {
+            let span = parent.name.span();
+            p.at(
+                span,
+                "upstream.parent.tls",
+                "tls_server_name/tls_ca_file need tls = true",
+            );
+        }
+        let password = match (&parent.password, &parent.password_file) {
+            (Some(_), Some(f)) => {
+                p.at(
+                    f.span(),
+                    "upstream.parent.password_file",
+                    "give password or password_file, not both",
+                );
+                None
+            }
+            (Some(pw), None) => Some(pw.get_ref().clone()),
+            (None, Some(f)) => match std::fs::read_to_string(resolve(base, f.get_ref())) {
+                Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => {
+                    p.at(
+                        f.span(),
+                        "upstream.parent.password_file",
+                        format!("cannot read: {e}"),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let proxy_authorization = match (&parent.username, password) {
+            (Some(user), Some(pw)) => {
+                if user.get_ref().contains(':') {
+                    p.at(
+                        user.span(),
+                        "upstream.parent.username",
+                        "must not contain ':'",
+                    );
+                }
+                let raw = format!("{}:{pw}", user.get_ref());
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ))
+            }
+            (None, None) => None,
+            _ => {
+                p.at(
+                    parent.name.span(),
+                    "upstream.parent",
+                    "username and password go together",
+                );
+                None
+            }
+        };
+        parents.push(ParentConfig {
+            name: Arc::from(name.as_str()),
+            address: address.clone(),
+            tls,
+            proxy_authorization,
+        });
+    }
+    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+        None => default,
+        Some(n) if *n.get_ref() > 0 => *n.get_ref(),
+        Some(n) => {
+            p.at(n.span(), key, "must be greater than zero");
+            default
+        }
+    };
+    let fall = count(&u.fall, "upstream.fall", 3);
+    let rise = count(&u.rise, "upstream.rise", 2);
+    UpstreamConfig {
+        parents,
+        health_interval: dur(
+            p,
+            &u.health_interval,
+            "upstream.health_interval",
+            Duration::from_secs(5),
+        ),
+        health_timeout: dur(
+            p,
+            &u.health_timeout,
+            "upstream.health_timeout",
+            Duration::from_secs(3),
+        ),
+        fall,
+        rise,
+    }
+}
+
+fn profiles(
+    p: &mut Problems<'_>,
+    custom: &[schema::Profile],
+    categories: &[LoadedCategory],
+) -> Vec<ProfileSpec> {
+    let known = |name: &str| categories.iter().any(|c| &*c.category.name == name);
+    let mut out: Vec<ProfileSpec> = BUILTIN_PROFILES
+        .iter()
+        .map(|(name, direct)| ProfileSpec {
+            name: name.to_string(),
+            direct: direct.iter().map(|s| s.to_string()).collect(),
+            deny: Vec::new(),
+        })
+        .collect();
+    // The built-in profiles need the shipped categories; a custom allowlist directory that
+    // lacks one simply leaves that built-in unusable (checked where a segment names it).
+    for prof in custom {
+        let name = prof.name.get_ref();
+        if !allowlists::valid_name(name) {
+            p.at(
+                prof.name.span(),
+                "profile.name",
+                "use lower-case letters, digits and '-'",
+            );
+        }
+        if out.iter().any(|o| o.name == *name) {
+            let what = if BUILTIN_PROFILES.iter().any(|(b, _)| b == name) {
+                "is built in (case1/case2/case3); give a custom profile another name"
+            } else {
+                "is defined twice"
+            };
+            p.at(
+                prof.name.span(),
+                "profile.name",
+                format!("profile {name:?} {what}"),
+            );
+            continue;
+        }
+        for c in prof.direct.iter().chain(&prof.deny) {
+            if !known(c.get_ref()) {
+                p.at(
+                    c.span(),
+                    "profile",
+                    format!("unknown category {:?}", c.get_ref()),
+                );
+            }
+        }
+        for c in &prof.deny {
+            if prof.direct.iter().any(|d| d.get_ref() == c.get_ref()) {
+                p.at(
+                    c.span(),
+                    "profile.deny",
+                    format!("{:?} is both direct and denied", c.get_ref()),
+                );
+            }
+        }
+        out.push(ProfileSpec {
+            name: name.clone(),
+            direct: prof.direct.iter().map(|s| s.get_ref().clone()).collect(),
+            deny: prof.deny.iter().map(|s| s.get_ref().clone()).collect(),
+        });
+    }
+    // Built-ins whose categories are missing are dropped so the snapshot still builds.
+    out.retain(|o| o.direct.iter().chain(&o.deny).all(|c| known(c)));
+    out
+}
+
+fn segments(
+    p: &mut Problems<'_>,
+    list: &[schema::Segment],
+    profiles: &[ProfileSpec],
+) -> Vec<SegmentSpec> {
+    let mut names = HashSet::new();
+    let mut seen_nets: Vec<(IpNet, String)> = Vec::new();
+    let mut out = Vec::new();
+    if list.is_empty() {
+        p.file("segment", "no segment: no client could use the proxy");
+    }
+    for s in list {
+        let name = s.name.get_ref();
+        if !allowlists::valid_name(name) {
+            p.at(
+                s.name.span(),
+                "segment.name",
+                "use lower-case letters, digits and '-'",
+            );
+        }
+        if !names.insert(name.clone()) {
+            p.at(
+                s.name.span(),
+                "segment.name",
+                format!("duplicate segment {name:?}"),
+            );
+        }
+        let profile = s.profile.get_ref();
+        if !profiles.iter().any(|pr| pr.name == *profile) {
+            let hint = if BUILTIN_PROFILES.iter().any(|(b, _)| b == profile) {
+                " (its categories are missing from the allowlist directory)"
+            } else {
+                ""
+            };
+            p.at(
+                s.profile.span(),
+                "segment.profile",
+                format!("unknown profile {profile:?}{hint}"),
+            );
+        }
+        if s.networks.is_empty() {
+            p.at(
+                s.name.span(),
+                "segment.networks",
+                "a segment needs client networks",
+            );
+        }
+        let networks = nets(p, &s.networks, "segment.networks");
+        for (net, spanned) in networks.iter().zip(&s.networks) {
+            if let Some((_, other)) = seen_nets.iter().find(|(n, _)| n.trunc() == net.trunc()) {
+                p.at(
+                    spanned.span(),
+                    "segment.networks",
+                    format!("{net} is already in segment {other:?}"),
+                );
+            }
+            seen_nets.push((*net, name.clone()));
+        }
+        out.push(SegmentSpec {
+            name: name.clone(),
+            networks,
+            profile: profile.clone(),
+        });
+    }
+    out
+}
+
+/// No profile may break out a category holding a wildcard over shared hosting.
+fn check_shared_hosting(
+    p: &mut Problems<'_>,
+    profiles: &[ProfileSpec],
+    categories: &[LoadedCategory],
+) {
+    for c in categories {
+        let direct_in: Vec<&str> = profiles
+            .iter()
+            .filter(|pr| pr.direct.iter().any(|d| **d == *c.category.name))
+            .map(|pr| pr.name.as_str())
+            .collect();
+        if direct_in.is_empty() {
+            continue;
+        }
+        for hit in &c.shared_hosting {
+            p.push(Problem {
+                file: c.file.clone(),
+                line: hit.line,
+                key: "rule.domains".into(),
+                message: format!(
+                    "{:?} is a wildcard over shared hosting ({}) and category {:?} goes direct in profile {}; \
+                     anyone could host content there, so it can never break out",
+                    hit.pattern,
+                    hit.zone,
+                    c.category.name,
+                    direct_in.join(", ")
+                ),
+            });
+        }
+    }
+}

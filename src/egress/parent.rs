@@ -1,0 +1,300 @@
+//! The upstream route: the security cloud's parent proxies, in priority order, with active
+//! health checks (fall/rise) and failover. Direct traffic never waits on any of this.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::connect_head::{self, Reply};
+use super::error::ConnectError;
+use crate::config::{ParentConfig, UpstreamConfig};
+use crate::policy::Target;
+use crate::stream::ServerStream;
+
+/// One parent and its health.
+pub struct Parent {
+    pub config: ParentConfig,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    up: AtomicBool,
+    /// Consecutive failures (checks or real connections) while up; successes while down.
+    streak: AtomicU32,
+    /// Times this parent went down.
+    pub downs: AtomicU64,
+}
+
+impl Parent {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+}
+
+pub struct ParentPool {
+    parents: Vec<Arc<Parent>>,
+    fall: u32,
+    rise: u32,
+    connect_timeout: Duration,
+    health_interval: Duration,
+    health_timeout: Duration,
+}
+
+/// A stream through a parent and the parent's name for the log.
+pub struct ThroughParent {
+    pub stream: ServerStream,
+    /// Bytes the parent sent after its CONNECT reply head (normally none).
+    pub early: Bytes,
+    pub parent: Arc<str>,
+}
+
+impl ParentPool {
+    pub fn new(config: &UpstreamConfig, connect_timeout: Duration) -> anyhow::Result<ParentPool> {
+        let mut parents = Vec::new();
+        for p in &config.parents {
+            let tls = match &p.tls {
+                None => None,
+                Some(t) => {
+                    let name = ServerName::try_from(t.server_name.clone())
+                        .map_err(|e| anyhow::anyhow!("parent {}: tls server name: {e}", p.name))?;
+                    Some((
+                        TlsConnector::from(Arc::new(tls_config(t.ca_file.as_deref())?)),
+                        name,
+                    ))
+                }
+            };
+            parents.push(Arc::new(Parent {
+                config: p.clone(),
+                tls,
+                up: AtomicBool::new(true),
+                streak: AtomicU32::new(0),
+                downs: AtomicU64::new(0),
+            }));
+        }
+        Ok(ParentPool {
+            parents,
+            fall: config.fall,
+            rise: config.rise,
+            connect_timeout,
+            health_interval: config.health_interval,
+            health_timeout: config.health_timeout,
+        })
+    }
+
+    pub fn parents(&self) -> &[Arc<Parent>] {
+        &self.parents
+    }
+
+    /// A tunnel to `target` through the first healthy parent that answers.
+    pub async fn connect_tunnel(&self, target: &Target) -> Result<ThroughParent, ConnectError> {
+        self.with_failover(|parent| async move {
+            let mut stream = self.open(&parent).await?;
+            let request =
+                connect_head::request(target, parent.config.proxy_authorization.as_deref());
+            let exchange = async {
+                stream.write_all(&request).await?;
+                read_reply(&mut stream).await
+            };
+            let reply = tokio::time::timeout(self.connect_timeout, exchange).await;
+            let (status, early) = match reply {
+                Err(_) => {
+                    return Err(Failure::Down(ConnectError::Timeout(
+                        parent.config.address.clone(),
+                    )))
+                }
+                Ok(Err(e)) => return Err(Failure::Down(failed(&parent, e))),
+                Ok(Ok(r)) => r,
+            };
+            if status.is_success() {
+                return Ok(ThroughParent {
+                    stream,
+                    early,
+                    parent: parent.config.name.clone(),
+                });
+            }
+            // The parent is alive and said no: pass its answer on, except that a 407 means
+            // our own credentials are wrong, which the client cannot fix.
+            let status = if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+                http::StatusCode::BAD_GATEWAY
+            } else {
+                status
+            };
+            Err(Failure::Answer(ConnectError::ParentRefused {
+                parent: parent.config.name.to_string(),
+                status,
+            }))
+        })
+        .await
+    }
+
+    /// A connection to the first healthy parent, for forwarding plain HTTP in absolute form.
+    pub async fn connect_http(&self) -> Result<(ServerStream, Arc<Parent>), ConnectError> {
+        self.with_failover(|parent| async move {
+            let stream = self.open(&parent).await?;
+            Ok((stream, parent))
+        })
+        .await
+    }
+
+    async fn with_failover<T, F, Fut>(&self, attempt: F) -> Result<T, ConnectError>
+    where
+        F: Fn(Arc<Parent>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        if self.parents.is_empty() {
+            return Err(ConnectError::NoParent);
+        }
+        for parent in self.parents.iter().filter(|p| p.is_up()) {
+            match attempt(parent.clone()).await {
+                Ok(v) => {
+                    self.record(parent, true);
+                    return Ok(v);
+                }
+                Err(Failure::Answer(e)) => {
+                    self.record(parent, true);
+                    return Err(e);
+                }
+                Err(Failure::Down(e)) => {
+                    tracing::warn!(parent = %parent.config.name, error = %e, "parent failed, trying the next");
+                    self.record(parent, false);
+                }
+            }
+        }
+        Err(ConnectError::ParentsDown)
+    }
+
+    async fn open(&self, parent: &Parent) -> Result<ServerStream, Failure> {
+        let address = &parent.config.address;
+        let tcp =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address.as_str()))
+                .await
+            {
+                Err(_) => return Err(Failure::Down(ConnectError::Timeout(address.clone()))),
+                Ok(Err(e)) => return Err(Failure::Down(failed(parent, e))),
+                Ok(Ok(s)) => s,
+            };
+        let _ = tcp.set_nodelay(true);
+        match &parent.tls {
+            None => Ok(ServerStream::Tcp(tcp)),
+            Some((connector, name)) => {
+                let handshake = connector.connect(name.clone(), tcp);
+                match tokio::time::timeout(self.connect_timeout, handshake).await {
+                    Err(_) => Err(Failure::Down(ConnectError::Timeout(address.clone()))),
+                    Ok(Err(e)) => Err(Failure::Down(failed(parent, e))),
+                    Ok(Ok(s)) => Ok(ServerStream::Tls(Box::new(s))),
+                }
+            }
+        }
+    }
+
+    /// Counts a success or failure towards the fall/rise thresholds.
+    fn record(&self, parent: &Parent, ok: bool) {
+        let up = parent.is_up();
+        if ok == up {
+            parent.streak.store(0, Ordering::Relaxed);
+            return;
+        }
+        let streak = parent.streak.fetch_add(1, Ordering::Relaxed) + 1;
+        if up && streak >= self.fall {
+            parent.up.store(false, Ordering::Relaxed);
+            parent.streak.store(0, Ordering::Relaxed);
+            parent.downs.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(parent = %parent.config.name, "parent marked down");
+        } else if !up && streak >= self.rise {
+            parent.up.store(true, Ordering::Relaxed);
+            parent.streak.store(0, Ordering::Relaxed);
+            tracing::info!(parent = %parent.config.name, "parent is back up");
+        }
+    }
+
+    /// Checks every parent once (a TCP connect, and the TLS handshake when configured).
+    pub async fn check_all(&self) {
+        for parent in &self.parents {
+            let ok = tokio::time::timeout(self.health_timeout, self.open(parent))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            self.record(parent, ok);
+        }
+    }
+
+    /// Runs the health checks until `shutdown` fires.
+    pub async fn run_health_checks(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.parents.is_empty() {
+            return;
+        }
+        let mut tick = tokio::time::interval(self.health_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.check_all().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// How one attempt at a parent ended badly.
+enum Failure {
+    /// The parent is unreachable or broken: count it and try the next.
+    Down(ConnectError),
+    /// The parent answered: pass the answer on.
+    Answer(ConnectError),
+}
+
+fn failed(parent: &Parent, e: std::io::Error) -> ConnectError {
+    ConnectError::ParentFailed {
+        parent: parent.config.name.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+async fn read_reply(stream: &mut ServerStream) -> std::io::Result<(http::StatusCode, Bytes)> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "parent closed before answering CONNECT",
+            ));
+        }
+        match connect_head::parse_reply(&buf) {
+            Ok(Reply::Partial) => continue,
+            Ok(Reply::Complete { status, head_len }) => {
+                let early = buf.split_off(head_len).freeze();
+                return Ok((status, early));
+            }
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+    }
+}
+
+fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                roots.add(cert)?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,168 @@
+//! The explicit proxy listener: accept, read the first head, then either tunnel a CONNECT
+//! on the raw socket or hand the connection (with the bytes read) to the HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::head::{self, Head, HeadError};
+use super::pages::Page;
+use super::{forward, tunnel};
+use crate::outcome::{CloseReason, Recorder};
+use crate::server::Context;
+use crate::stream::Prefixed;
+
+pub const LISTENER: &str = "explicit";
+
+/// Accepts until shutdown; each connection runs in its own task.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = crate::server::stopping(&mut shutdown) => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+            tokio::spawn(overloaded(tcp));
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let ctx = ctx.clone();
+        ctx.tasks.clone().spawn(async move {
+            handle(&ctx, tcp, peer).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn overloaded(mut tcp: TcpStream) {
+    let page = Page {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        title: "Proxy busy",
+        detail: "The appliance has reached its connection limit.".into(),
+        decision: None,
+    };
+    let _ = tcp.write_all(&page.raw_response()).await;
+}
+
+async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
+    let max = ctx.config.limits.max_head_bytes;
+    let mut buf = BytesMut::with_capacity(4096);
+    let read_head = async {
+        loop {
+            match head::parse(&buf, max) {
+                Ok(Head::Partial) => {}
+                Ok(Head::Connect {
+                    head_len,
+                    authority,
+                }) => return Ok(Some((head_len, authority.to_string()))),
+                Ok(Head::Http) => return Ok(None),
+                Err(e) => return Err(Some(e)),
+            }
+            match tcp.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return Err(None),
+                Ok(_) => {}
+            }
+        }
+    };
+    let parsed = match tokio::time::timeout(ctx.config.timeouts.head, read_head).await {
+        Ok(p) => p,
+        Err(_) => {
+            if !buf.is_empty() {
+                let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
+                rec.end(CloseReason::HeadTimeout, Some(408));
+                reply(
+                    &mut tcp,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "Request head not received in time",
+                )
+                .await;
+            }
+            return;
+        }
+    };
+    match parsed {
+        Ok(Some((head_len, authority))) => {
+            let rest = buf.split_off(head_len).freeze();
+            connect(ctx, tcp, peer, &authority, rest).await;
+        }
+        Ok(None) => forward::serve(ctx.clone(), Prefixed::new(buf.freeze(), tcp), peer).await,
+        // The client went away before sending a request: nothing to log.
+        Err(None) => {}
+        Err(Some(e)) => {
+            let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
+            rec.get().error = Some(e.to_string());
+            let status = match e {
+                HeadError::TooLarge(_) => {
+                    rec.end(CloseReason::HeadTooLarge, Some(431));
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                }
+                HeadError::Malformed => {
+                    rec.end(CloseReason::BadRequest, Some(400));
+                    StatusCode::BAD_REQUEST
+                }
+            };
+            reply(&mut tcp, status, &e.to_string()).await;
+        }
+    }
+}
+
+async fn connect(
+    ctx: &Arc<Context>,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    authority: &str,
+    rest: bytes::Bytes,
+) {
+    let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
+    rec.get().method = Some("CONNECT".into());
+    rec.get().target_from = Some(crate::outcome::TargetSource::Connect);
+    let (target, decision) = match tunnel::decide(ctx, &mut rec, authority, None) {
+        Ok(x) => x,
+        Err(d) => {
+            let _ = tcp
+                .write_all(&super::pages::denied(&d).raw_response())
+                .await;
+            return;
+        }
+    };
+    match tunnel::connect(ctx, &mut rec, &target, &decision).await {
+        Err(refusal) => {
+            let _ = tcp.write_all(&refusal.page().raw_response()).await;
+        }
+        Ok(hop) => {
+            if tcp
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+                .is_err()
+            {
+                rec.end(CloseReason::ClientError, Some(200));
+                return;
+            }
+            tunnel::run(ctx, &mut rec, Prefixed::new(rest, tcp), hop).await;
+        }
+    }
+}
+
+async fn reply(tcp: &mut TcpStream, status: StatusCode, detail: &str) {
+    let page = Page {
+        status,
+        title: status.canonical_reason().unwrap_or("Error"),
+        detail: detail.to_string(),
+        decision: None,
+    };
+    let _ = tcp.write_all(&page.raw_response()).await;
+}

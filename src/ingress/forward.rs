@@ -1,0 +1,431 @@
+//! Plain `http://` requests in absolute form, served by hyper on the client connection
+//! (keep-alive honoured): each request is decided, then sent in origin form to the origin
+//! (direct) or in absolute form to a parent (upstream). A CONNECT arriving later on the
+//! same connection is upgraded and tunnelled like the raw one.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::explicit::LISTENER;
+use super::pages::{self, Page};
+use super::tunnel::{self, Refusal};
+use crate::outcome::{CloseReason, Recorder, TargetSource};
+use crate::policy::Route;
+use crate::server::Context;
+use crate::stream::ServerStream;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// The `Via` token this appliance adds.
+const VIA: &str = "1.1 lbo-proxy";
+
+pub async fn serve<S>(ctx: Arc<Context>, io: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(ctx, req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(30))
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+async fn handle(
+    ctx: Arc<Context>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
+    rec.get().method = Some(req.method().to_string());
+    if req.method() == Method::CONNECT {
+        return connect(ctx, rec, req).await;
+    }
+    rec.get().target_from = Some(TargetSource::Uri);
+    let authority = match (req.uri().scheme_str(), req.uri().authority()) {
+        (Some("http"), Some(a)) => a.as_str().to_string(),
+        (Some(_), Some(_)) => {
+            rec.end(CloseReason::BadRequest, Some(400));
+            return page(Page {
+                status: StatusCode::BAD_REQUEST,
+                title: "Unsupported scheme",
+                detail: "Only http:// URIs are forwarded; use CONNECT for https.".into(),
+                decision: None,
+            });
+        }
+        _ => {
+            rec.end(CloseReason::BadRequest, Some(400));
+            return page(Page {
+                status: StatusCode::BAD_REQUEST,
+                title: "Not a proxy request",
+                detail: "This is a forward proxy: send requests in absolute form (http://host/path) or use CONNECT.".into(),
+                decision: None,
+            });
+        }
+    };
+    let (target, decision) = match tunnel::decide(&ctx, &mut rec, &authority, Some(80)) {
+        Ok(x) => x,
+        Err(d) => return page(pages::denied(&d)),
+    };
+    let mut rec = rec;
+    let hop = match decision.route {
+        Route::Deny => {
+            rec.end(
+                CloseReason::Denied,
+                Some(pages::denied(&decision).status.as_u16()),
+            );
+            return page(pages::denied(&decision));
+        }
+        Route::Direct => match tunnel::connect(&ctx, &mut rec, &target, &decision).await {
+            Ok(hop) => (hop.stream, None),
+            Err(r) => return refusal(&r),
+        },
+        Route::Upstream => {
+            let started = std::time::Instant::now();
+            match ctx.parents.connect_http().await {
+                Ok((stream, parent)) => {
+                    rec.get().connect_ms = Some(crate::outcome::millis(started.elapsed()));
+                    rec.get().parent = Some(parent.config.name.clone());
+                    (stream, parent.config.proxy_authorization.clone())
+                }
+                Err(e) => {
+                    rec.get().error = Some(e.to_string());
+                    rec.end(e.reason(), Some(e.status().as_u16()));
+                    return refusal(&Refusal::Connect(e));
+                }
+            }
+        }
+    };
+    let (stream, parent_auth) = hop;
+    let direct = decision.route == Route::Direct;
+    let outbound = match outbound_request(req, direct, parent_auth.as_deref(), &target.to_string())
+    {
+        Ok(r) => r,
+        Err(e) => {
+            rec.end(CloseReason::BadRequest, Some(400));
+            rec.get().error = Some(e);
+            return page(Page {
+                status: StatusCode::BAD_REQUEST,
+                title: "Bad request",
+                detail: "The request could not be forwarded.".into(),
+                decision: None,
+            });
+        }
+    };
+    send(rec, stream, outbound).await
+}
+
+/// Sends the request on a fresh connection to the next hop and streams the response back.
+async fn send(
+    mut rec: Recorder,
+    stream: ServerStream,
+    req: Request<CountingBody>,
+) -> Response<ProxyBody> {
+    let up = req.body().count.clone();
+    let handshake = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake(TokioIo::new(stream))
+        .await;
+    let (mut sender, conn) = match handshake {
+        Ok(x) => x,
+        Err(e) => return next_hop_failed(rec, e),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "next-hop connection ended with an error");
+        }
+    });
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts
+                .headers
+                .append(header::VIA, HeaderValue::from_static(VIA));
+            rec.end(CloseReason::Finished, Some(parts.status.as_u16()));
+            let logged = LoggedBody {
+                inner: body,
+                rec: Some(rec),
+                up,
+                down: 0,
+            };
+            Response::from_parts(parts, logged.boxed())
+        }
+        Err(e) => next_hop_failed(rec, e),
+    }
+}
+
+fn next_hop_failed(mut rec: Recorder, e: hyper::Error) -> Response<ProxyBody> {
+    rec.get().error = Some(e.to_string());
+    rec.end(CloseReason::ServerError, Some(502));
+    page(Page {
+        status: StatusCode::BAD_GATEWAY,
+        title: "Destination failed",
+        detail: format!("The next hop did not answer properly: {e}"),
+        decision: None,
+    })
+}
+
+/// A CONNECT on an HTTP connection: decide and connect first, answer 200, then relay the
+/// upgraded connection.
+async fn connect(
+    ctx: Arc<Context>,
+    mut rec: Recorder,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    rec.get().target_from = Some(TargetSource::Connect);
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let (target, decision) = match tunnel::decide(&ctx, &mut rec, &authority, None) {
+        Ok(x) => x,
+        Err(d) => return page(pages::denied(&d)),
+    };
+    let hop = match tunnel::connect(&ctx, &mut rec, &target, &decision).await {
+        Ok(hop) => hop,
+        Err(r) => return refusal(&r),
+    };
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => tunnel::run(&ctx, &mut rec, TokioIo::new(upgraded), hop).await,
+            Err(e) => {
+                rec.get().error = Some(e.to_string());
+                rec.end(CloseReason::ClientError, Some(200));
+            }
+        }
+    });
+    Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed())
+}
+
+fn refusal(r: &Refusal) -> Response<ProxyBody> {
+    page(r.page())
+}
+
+fn page(p: Page<'_>) -> Response<ProxyBody> {
+    let mut resp = Response::new(Full::new(p.html()).map_err(|e| match e {}).boxed());
+    *resp.status_mut() = p.status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Some(d) = p.decision {
+        resp.headers_mut()
+            .insert("x-lbo-route", HeaderValue::from_static(d.route.as_str()));
+        resp.headers_mut()
+            .insert("x-lbo-reason", HeaderValue::from_static(d.reason.as_str()));
+    }
+    resp
+}
+
+/// The request as the next hop gets it: origin form to an origin, absolute form to a
+/// parent; hop-by-hop headers removed; `Host` from the URI; `Via` added.
+fn outbound_request(
+    req: Request<Incoming>,
+    direct: bool,
+    parent_auth: Option<&str>,
+    authority: &str,
+) -> Result<Request<CountingBody>, String> {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|| authority.to_string());
+    parts.headers.insert(
+        header::HOST,
+        HeaderValue::from_str(&host).map_err(|e| e.to_string())?,
+    );
+    parts
+        .headers
+        .append(header::VIA, HeaderValue::from_static(VIA));
+    if direct {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = path.parse::<Uri>().map_err(|e| e.to_string())?;
+    } else if let Some(auth) = parent_auth {
+        parts.headers.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_str(auth).map_err(|e| e.to_string())?,
+        );
+    }
+    parts.version = http::Version::HTTP_11;
+    let body = CountingBody {
+        inner: body,
+        count: Arc::new(AtomicU64::new(0)),
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Removes the headers that belong to one connection only (RFC 9110 §7.6.1), including
+/// those the `Connection` header names. Client credentials for this proxy never travel on.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// The request body on its way out, counting bytes for the record.
+pub struct CountingBody {
+    inner: Incoming,
+    count: Arc<AtomicU64>,
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The response body on its way back; its record is written when the body is done.
+struct LoggedBody {
+    inner: Incoming,
+    rec: Option<Recorder>,
+    up: Arc<AtomicU64>,
+    down: u64,
+}
+
+impl LoggedBody {
+    fn finish(&mut self, reason: Option<CloseReason>) {
+        if let Some(mut rec) = self.rec.take() {
+            rec.get().bytes_up = self.up.load(Ordering::Relaxed);
+            rec.get().bytes_down = self.down;
+            if let Some(r) = reason {
+                rec.end(r, None);
+            }
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.down += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.finish(Some(CloseReason::ServerError)),
+            Poll::Ready(None) => self.finish(None),
+            Poll::Pending => {}
+        }
+        polled.map(|o| o.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        // Dropped before the end: the client went away mid-response.
+        let unfinished = !self.inner.is_end_stream();
+        self.finish(unfinished.then_some(CloseReason::ClientError));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic abc"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn route_constants_fit_header_values() {
+        for r in [Route::Direct, Route::Upstream, Route::Deny] {
+            assert!(HeaderValue::from_str(r.as_str()).is_ok());
+        }
+    }
+}

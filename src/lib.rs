@@ -1,0 +1,19 @@
+//! lbo-proxy: a local breakout forwarding proxy for the α′ model.
+//!
+//! The flow of one connection: [`ingress`] accepts and reads the request head into a
+//! normalised [`policy::Target`]; [`policy::decide`] returns a [`policy::Decision`];
+//! [`egress`] connects direct or through the security cloud; [`relay`] copies the bytes;
+//! the [`outcome`] of the connection becomes one access-log line.
+
+pub mod admin;
+pub mod config;
+pub mod egress;
+pub mod ingress;
+pub mod outcome;
+pub mod policy;
+pub mod relay;
+pub mod server;
+pub mod stream;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,222 @@
+//! The `lbo-proxy` command: run the proxy, check a configuration, explain a decision.
+
+use std::io::BufRead;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use lbo_proxy::config::{self, Config};
+use lbo_proxy::policy::decide::{decide, decide_for_profile};
+use lbo_proxy::policy::{Decision, Target};
+
+#[derive(Parser)]
+#[command(
+    name = "lbo-proxy",
+    version,
+    about = "Local breakout proxy for the α′ model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the embedded default config when --config is not given).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config and its allowlists, and print a summary.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Explain the decision for targets (HOST[:PORT], default port 443); one JSON object
+    /// per target. With no target, reads targets from standard input, one per line.
+    Route {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Decide as a client at this address (its segment selects the profile).
+        #[arg(long, conflicts_with = "profile")]
+        client: Option<IpAddr>,
+        /// Decide as this profile, whatever the client.
+        #[arg(long)]
+        profile: Option<String>,
+        targets: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => check(config),
+        Command::Route {
+            config,
+            client,
+            profile,
+            targets,
+        } => route(config, client, profile, targets),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lbo-proxy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    config::load(path.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LBO_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = load(path)?;
+    tracing::info!(config = %config.source.display(), "configuration loaded");
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let server = lbo_proxy::Server::bind(config).await?;
+        server.run(shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = match config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let snap = &config.policy;
+    println!("configuration {}: OK", config.source.display());
+    let listeners: Vec<String> = config.proxy_listen.iter().map(|a| a.to_string()).collect();
+    println!("proxy listeners: {}", listeners.join(", "));
+    if let Some(a) = config.admin_listen {
+        println!("admin listener: {a}");
+    }
+    if config.upstream.parents.is_empty() {
+        println!("security cloud: none configured (non-allowlisted requests are refused)");
+    } else {
+        for p in &config.upstream.parents {
+            println!(
+                "security cloud parent: {} {}{}",
+                p.name,
+                p.address,
+                if p.tls.is_some() { " (tls)" } else { "" }
+            );
+        }
+    }
+    println!("segments:");
+    for s in snap.segments() {
+        println!(
+            "  {:<20} profile {}",
+            s.name,
+            snap.profiles()[s.profile].name
+        );
+    }
+    println!("profiles:");
+    for p in snap.profiles() {
+        let direct = snap.category_names(p.direct).join(", ");
+        let deny = snap.category_names(p.deny).join(", ");
+        println!(
+            "  {:<20} direct: {direct}{}",
+            p.name,
+            if deny.is_empty() {
+                String::new()
+            } else {
+                format!("; deny: {deny}")
+            }
+        );
+    }
+    println!("categories:");
+    for c in &config.categories {
+        println!(
+            "  {:<20} {:>3} rules {:>4} domains {:>4} networks  ({}, {})",
+            c.category.name,
+            c.category.rules.len(),
+            c.category.domain_count(),
+            c.category.network_count(),
+            c.provenance.source,
+            c.provenance.version
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn route(
+    path: Option<PathBuf>,
+    client: Option<IpAddr>,
+    profile: Option<String>,
+    targets: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let snap = &config.policy;
+    if let Some(p) = &profile {
+        if snap.profile(p).is_none() {
+            anyhow::bail!("unknown profile {p:?}");
+        }
+    }
+    let client = client.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let explain = |raw: &str| -> Decision {
+        let raw = raw.trim();
+        let target = match Target::parse_authority(raw, Some(443)) {
+            Ok(t) => t,
+            Err(_) => return Decision::invalid_target(),
+        };
+        match &profile {
+            Some(p) => {
+                decide_for_profile(snap, p, &target).unwrap_or_else(Decision::invalid_target)
+            }
+            None => decide(snap, client, &target),
+        }
+    };
+    let print = |raw: &str, d: &Decision| {
+        let mut v = serde_json::to_value(d).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("target".into(), raw.trim().into());
+        }
+        println!("{v}");
+    };
+    if targets.is_empty() {
+        for line in std::io::stdin().lock().lines() {
+            let line = line.context("reading targets from stdin")?;
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            print(&line, &explain(&line));
+        }
+    } else {
+        for t in &targets {
+            print(t, &explain(t));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,314 @@
+//! One record per request or tunnel. It is created when the request is accepted, filled in
+//! as it moves (head read → decided → connected → relayed), and written exactly once, when
+//! it is dropped, so a cancelled or failed connection is logged like a finished one.
+//! The access log is the auditor's proof of what broke out: it holds no secret.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::config::AccessLogTarget;
+use crate::policy::{Decision, Reason, Route};
+use crate::relay::RelayEnd;
+
+/// Why a request or tunnel ended: a closed set, fit for metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    Finished,
+    IdleTimeout,
+    ClientError,
+    ServerError,
+    Shutdown,
+    Denied,
+    BadRequest,
+    HeadTimeout,
+    HeadTooLarge,
+    DnsFailed,
+    DnsTimeout,
+    InternalAddress,
+    ConnectFailed,
+    ConnectTimeout,
+    NoParent,
+    ParentsDown,
+    ParentRefused,
+    ParentFailed,
+    Cancelled,
+}
+
+/// Who failed, when something did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blame {
+    Client,
+    NextHop,
+    Proxy,
+}
+
+impl CloseReason {
+    pub fn blame(self) -> Option<Blame> {
+        use CloseReason::*;
+        match self {
+            Finished | Denied | Cancelled | Shutdown | IdleTimeout => None,
+            ClientError | BadRequest | HeadTimeout | HeadTooLarge => Some(Blame::Client),
+            ServerError | DnsFailed | DnsTimeout | ConnectFailed | ConnectTimeout | ParentsDown
+            | ParentRefused | ParentFailed => Some(Blame::NextHop),
+            InternalAddress | NoParent => Some(Blame::Proxy),
+        }
+    }
+}
+
+impl From<RelayEnd> for CloseReason {
+    fn from(end: RelayEnd) -> Self {
+        match end {
+            RelayEnd::Finished => CloseReason::Finished,
+            RelayEnd::IdleTimeout => CloseReason::IdleTimeout,
+            RelayEnd::ClientError => CloseReason::ClientError,
+            RelayEnd::ServerError => CloseReason::ServerError,
+            RelayEnd::Shutdown => CloseReason::Shutdown,
+        }
+    }
+}
+
+/// How the target was learnt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetSource {
+    Connect,
+    Uri,
+}
+
+/// The access-log record.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub time: String,
+    pub listener: &'static str,
+    pub client: String,
+    pub segment: Option<Arc<str>>,
+    pub profile: Option<Arc<str>>,
+    pub method: Option<String>,
+    pub target: Option<String>,
+    pub target_from: Option<TargetSource>,
+    pub route: Option<Route>,
+    pub category: Option<Arc<str>>,
+    pub rule: Option<Arc<str>>,
+    pub decision: Option<Reason>,
+    pub parent: Option<Arc<str>>,
+    pub server: Option<String>,
+    pub status: Option<u16>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub dns_ms: Option<f64>,
+    pub connect_ms: Option<f64>,
+    pub duration_ms: f64,
+    pub reason: CloseReason,
+    pub blame: Option<Blame>,
+    pub error: Option<String>,
+}
+
+/// Fills in and finally writes one [`Outcome`].
+pub struct Recorder {
+    outcome: Outcome,
+    client: IpAddr,
+    started: Instant,
+    log: AccessLog,
+}
+
+impl Recorder {
+    pub fn new(log: &AccessLog, listener: &'static str, client: SocketAddr) -> Recorder {
+        Recorder {
+            outcome: Outcome {
+                time: rfc3339(SystemTime::now()),
+                listener,
+                client: client.ip().to_string(),
+                ..empty()
+            },
+            client: client.ip(),
+            started: Instant::now(),
+            log: log.clone(),
+        }
+    }
+
+    pub fn client(&self) -> IpAddr {
+        self.client
+    }
+
+    pub fn get(&mut self) -> &mut Outcome {
+        &mut self.outcome
+    }
+
+    pub fn decided(&mut self, d: &Decision) {
+        let o = &mut self.outcome;
+        o.segment = d.segment.clone();
+        o.profile = d.profile.clone();
+        o.route = Some(d.route);
+        o.category = d.category.clone();
+        o.rule = d.rule.clone();
+        o.decision = Some(d.reason);
+    }
+
+    pub fn end(&mut self, reason: CloseReason, status: Option<u16>) {
+        self.outcome.reason = reason;
+        if status.is_some() {
+            self.outcome.status = status;
+        }
+    }
+}
+
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.outcome.duration_ms = millis(self.started.elapsed());
+        self.outcome.blame = self.outcome.reason.blame();
+        let outcome = std::mem::replace(&mut self.outcome, empty());
+        self.log.write(outcome);
+    }
+}
+
+fn empty() -> Outcome {
+    Outcome {
+        time: String::new(),
+        listener: "",
+        client: String::new(),
+        segment: None,
+        profile: None,
+        method: None,
+        target: None,
+        target_from: None,
+        route: None,
+        category: None,
+        rule: None,
+        decision: None,
+        parent: None,
+        server: None,
+        status: None,
+        bytes_up: 0,
+        bytes_down: 0,
+        dns_ms: None,
+        connect_ms: None,
+        duration_ms: 0.0,
+        reason: CloseReason::Cancelled,
+        blame: None,
+        error: None,
+    }
+}
+
+/// Lines waiting for the writer before new ones are dropped (and counted).
+const QUEUE: usize = 16 * 1024;
+
+/// The access log: a bounded queue in front of a writer task, so a slow disk never
+/// stalls a tunnel. Lines that do not fit are counted, never silently lost.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: Option<mpsc::Sender<Outcome>>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// Starts the writer for `target`; the task ends when every sender is gone.
+    pub async fn start(target: &AccessLogTarget) -> std::io::Result<AccessLog> {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let sink: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match target {
+            AccessLogTarget::Off => return Ok(AccessLog { tx: None, dropped }),
+            AccessLogTarget::Stdout => Box::new(tokio::io::stdout()),
+            AccessLogTarget::File(path) => Box::new(open_append(path).await?),
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_lines(rx, sink));
+        Ok(AccessLog {
+            tx: Some(tx),
+            dropped,
+        })
+    }
+
+    /// A log that writes nothing (tools, tests of other parts).
+    pub fn off() -> AccessLog {
+        AccessLog {
+            tx: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn write(&self, outcome: Outcome) {
+        if let Some(tx) = &self.tx {
+            if tx.try_send(outcome).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+}
+
+async fn write_lines(
+    mut rx: mpsc::Receiver<Outcome>,
+    sink: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+) {
+    let mut out = tokio::io::BufWriter::new(sink);
+    let mut line = Vec::with_capacity(512);
+    while let Some(o) = rx.recv().await {
+        line.clear();
+        if serde_json::to_writer(&mut line, &o).is_err() {
+            continue;
+        }
+        line.push(b'\n');
+        if out.write_all(&line).await.is_err() {
+            continue;
+        }
+        if rx.is_empty() && out.flush().await.is_err() {
+            tracing::error!("access log: write failed");
+        }
+    }
+    let _ = out.flush().await;
+}
+
+/// RFC 3339 UTC time with milliseconds, without a date-time dependency.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_435_200_123);
+        assert_eq!(rfc3339(t), "2026-11-23T08:00:00.123Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+}
