@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn formats_rfc3339() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_435_200_123);
-        assert_eq!(rfc3339(t), "2026-11-23T08:00:00.123Z");
+        assert_eq!(rfc3339(t), "2026-11-23T12:00:00.123Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");

@@ -1,0 +1,443 @@
+//! Real parts on loopback for the end-to-end tests: a DNS server the test controls, an
+//! origin that records what reaches it, Squid from Debian as the security cloud, the proxy
+//! itself in-process, and curl as the client.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// A DNS server on 127.0.0.1 answering A/AAAA from a fixed table, NXDOMAIN otherwise.
+pub async fn dns_server(records: &[(&str, &str)]) -> SocketAddr {
+    let table: HashMap<String, Vec<IpAddr>> =
+        records.iter().fold(HashMap::new(), |mut m, (n, ip)| {
+            m.entry(format!("{n}."))
+                .or_default()
+                .push(ip.parse().unwrap());
+            m
+        });
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut resp = Message::new(
+                query.metadata.id,
+                MessageType::Response,
+                query.metadata.op_code,
+            );
+            resp.metadata.recursion_desired = query.metadata.recursion_desired;
+            resp.metadata.recursion_available = true;
+            resp.metadata.authoritative = true;
+            let mut found = false;
+            for q in &query.queries {
+                resp.add_query(q.clone());
+                let name = q.name().to_ascii().to_lowercase();
+                if let Some(ips) = table.get(&name) {
+                    found = true;
+                    for ip in ips {
+                        let rdata = match (ip, q.query_type()) {
+                            (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
+                            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
+                            _ => continue,
+                        };
+                        resp.add_answer(Record::from_rdata(q.name().clone(), 60, rdata));
+                    }
+                }
+            }
+            if !found {
+                resp.metadata.response_code = ResponseCode::NXDomain;
+            }
+            if let Ok(bytes) = resp.to_vec() {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    addr
+}
+
+/// An HTTP origin that answers every request with `origin <Host>` and remembers the
+/// request heads it saw.
+#[derive(Clone)]
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let host = head
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("Host: ")
+                                .or_else(|| l.strip_prefix("host: "))
+                        })
+                        .unwrap_or("")
+                        .to_string();
+                    log.lock().unwrap().push(head);
+                    let body = format!("origin {host}\n");
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tcp.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Origin { addr, seen }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn saw(&self, needle: &str) -> bool {
+        self.seen.lock().unwrap().iter().any(|h| h.contains(needle))
+    }
+
+    pub fn heads(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Squid from Debian, as the security cloud's parent proxy, on loopback.
+pub struct Squid {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Squid {
+    /// Starts Squid resolving `hosts` from its own hosts file. Fails (never skips) when
+    /// Squid is not installed: `scripts/test` installs it.
+    pub fn start(hosts: &[(&str, &str)]) -> Squid {
+        let bin = ["/usr/sbin/squid", "/usr/bin/squid"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("squid is not installed: run scripts/test (apt-get install squid)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let hosts_file: String = hosts.iter().map(|(n, ip)| format!("{ip} {n}\n")).collect();
+        std::fs::write(d.join("hosts"), hosts_file).unwrap();
+        let port = closed_port();
+        let user = if unsafe_is_root() {
+            "cache_effective_user proxy\n"
+        } else {
+            ""
+        };
+        let conf = format!(
+            "http_port 127.0.0.1:{port}\n\
+             http_access allow all\n\
+             cache deny all\n\
+             access_log stdio:{d}/access.log squid\n\
+             cache_log {d}/cache.log\n\
+             pid_filename {d}/squid.pid\n\
+             hosts_file {d}/hosts\n\
+             dns_nameservers 127.0.0.1\n\
+             coredump_dir {d}\n\
+             shutdown_lifetime 0 seconds\n\
+             visible_hostname seccloud-test\n\
+             {user}",
+            d = d.display()
+        );
+        std::fs::write(d.join("squid.conf"), conf).unwrap();
+        let name = format!("lbotest{port}");
+        let child = Command::new(bin)
+            .args(["-N", "-n", &name, "-f"])
+            .arg(d.join("squid.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting squid");
+        let squid = Squid { port, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "squid did not start: {}",
+                std::fs::read_to_string(squid.dir.path().join("cache.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        squid
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for Squid's access log to mention `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.access_log().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Squid {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0"))
+            .unwrap_or(false)
+}
+
+/// The proxy, in-process, on an ephemeral port, logging to a file the test reads.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What a test configures; rendered into a real TOML config.
+pub struct Lab<'a> {
+    pub dns: SocketAddr,
+    pub origin_port: u16,
+    pub parents: Vec<(&'a str, String)>,
+    pub segment: &'a str,
+    pub extra: &'a str,
+}
+
+impl Proxy {
+    pub async fn start(lab: Lab<'_>) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let lists = dir.path().join("allowlists");
+        std::fs::create_dir(&lists).unwrap();
+        let port = lab.origin_port;
+        std::fs::write(
+            lists.join("lab-direct.toml"),
+            format!(
+                r#"[category]
+name = "lab-direct"
+description = "test destinations that break out"
+[provenance]
+source = "test"
+version = "1"
+retrieved = "2026-11-23"
+[[rule]]
+name = "direct-test"
+domains = ["direct.test", "*.direct.test"]
+networks = ["127.0.0.1/32"]
+ports = [{port}]
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            lists.join("lab-deny.toml"),
+            r#"[category]
+name = "lab-deny"
+description = "test destinations that are refused"
+[provenance]
+source = "test"
+version = "1"
+retrieved = "2026-11-23"
+[[rule]]
+name = "denied"
+domains = ["deny.test"]
+"#,
+        )
+        .unwrap();
+        let parents: String = lab
+            .parents
+            .iter()
+            .map(|(name, addr)| {
+                format!("[[upstream.parent]]\nname = \"{name}\"\naddress = \"{addr}\"\n")
+            })
+            .collect();
+        let config = format!(
+            r#"[proxy]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+[allowlists]
+dir = "allowlists"
+[direct]
+dns = ["{dns}"]
+allow_internal = ["127.0.0.1/32"]
+[upstream]
+health_interval = "1h"
+fall = 1
+rise = 1
+{parents}
+[[profile]]
+name = "lab"
+direct = ["lab-direct"]
+deny = ["lab-deny"]
+[[segment]]
+name = "lab"
+networks = ["{segment}"]
+profile = "lab"
+[timeouts]
+drain = "1s"
+connect = "3s"
+[log]
+access = "access.log"
+{extra}
+"#,
+            dns = lab.dns,
+            segment = lab.segment,
+            extra = lab.extra,
+        );
+        let path = dir.path().join("lbo-proxy.toml");
+        std::fs::write(&path, &config).unwrap();
+        let config =
+            lbo_proxy::config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}\n{config}"));
+        let server = lbo_proxy::Server::bind(config).await.unwrap();
+        let addr = server.proxy_addrs()[0];
+        let admin = server.admin_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Proxy {
+            addr,
+            admin,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the proxy and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+
+    /// Access-log records (waits, bounded, for at least `n`).
+    pub async fn records(&self, n: usize) -> Vec<serde_json::Value> {
+        let path: PathBuf = self.dir.path().join("access.log");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let recs: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("access log lines are JSON"))
+                .collect();
+            if recs.len() >= n || Instant::now() > deadline {
+                return recs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The result of one curl run.
+#[derive(Debug)]
+pub struct Curl {
+    /// Final HTTP status (000 when none).
+    pub status: u16,
+    /// Status of the proxy's CONNECT reply (0 when no CONNECT).
+    pub connect: u16,
+    pub body: String,
+}
+
+/// Runs curl through the proxy. `tunnel` makes curl use CONNECT even for http:// URLs.
+pub async fn curl(proxy: &Proxy, url: &str, tunnel: bool) -> Curl {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "--max-time",
+        "15",
+        "-x",
+        &proxy.url(),
+        "-w",
+        "\n%{http_code} %{http_connect}",
+    ]);
+    if tunnel {
+        cmd.arg("--proxytunnel");
+    }
+    cmd.arg(url);
+    let out = cmd
+        .output()
+        .await
+        .expect("curl is not installed: run scripts/test");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, codes) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut codes = codes
+        .split_whitespace()
+        .map(|c| c.parse::<u16>().unwrap_or(0));
+    Curl {
+        status: codes.next().unwrap_or(0),
+        connect: codes.next().unwrap_or(0),
+        body: body.to_string(),
+    }
+}
