@@ -345,3 +345,53 @@ async fn admin_answers_health_checks() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_open_tunnels_then_closes_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An echo server that keeps the tunnel open as long as the client does.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let proxy = Proxy::start(Lab {
+        dns: dns_server(RECORDS).await,
+        origin_port: port,
+        parents: vec![],
+        segment: "127.0.0.0/8",
+        extra: "",
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(format!("CONNECT direct.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 39];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let stopping = tokio::spawn(proxy.stop());
+    // Still relaying while the proxy drains.
+    tcp.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    tcp.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping");
+    // The drain time (1s) ends the tunnel.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tcp.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "tunnel still open after the drain time");
+    let dir = stopping.await.unwrap();
+    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(rec["reason"], "shutdown");
+    assert_eq!(rec["bytes_up"], 4);
+}

@@ -37,13 +37,14 @@ pub async fn serve<S>(ctx: Arc<Context>, io: S, peer: SocketAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let head_timeout = ctx.config.timeouts.head;
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(handle(ctx, req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(30))
+        .header_read_timeout(head_timeout)
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();

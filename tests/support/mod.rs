@@ -372,14 +372,16 @@ access = "access.log"
         format!("http://{}", self.addr)
     }
 
-    /// Stops the proxy and waits for it to drain.
-    pub async fn stop(mut self) {
+    /// Stops the proxy and waits for it to drain; the directory (and its access log) is
+    /// handed back.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
+        self.dir
     }
 
     /// Access-log records (waits, bounded, for at least `n`).
