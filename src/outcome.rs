@@ -202,6 +202,13 @@ fn empty() -> Outcome {
     }
 }
 
+/// What the writer task receives, in order.
+enum Entry {
+    Record(Box<Outcome>),
+    /// Everything queued before this is on disk once the sender is answered.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Lines waiting for the writer before new ones are dropped (and counted).
 const QUEUE: usize = 16 * 1024;
 
@@ -209,7 +216,7 @@ const QUEUE: usize = 16 * 1024;
 /// stalls a tunnel. Lines that do not fit are counted, never silently lost.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: Option<mpsc::Sender<Outcome>>,
+    tx: Option<mpsc::Sender<Entry>>,
     pub dropped: Arc<AtomicU64>,
 }
 
@@ -240,8 +247,18 @@ impl AccessLog {
 
     fn write(&self, outcome: Outcome) {
         if let Some(tx) = &self.tx {
-            if tx.try_send(outcome).is_err() {
+            if tx.try_send(Entry::Record(Box::new(outcome))).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits until every record written so far is flushed to the sink (at shutdown).
+    pub async fn flush(&self) {
+        if let Some(tx) = &self.tx {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if tx.send(Entry::Flush(done)).await.is_ok() {
+                let _ = wait.await;
             }
         }
     }
@@ -256,12 +273,20 @@ async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
 }
 
 async fn write_lines(
-    mut rx: mpsc::Receiver<Outcome>,
+    mut rx: mpsc::Receiver<Entry>,
     sink: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
 ) {
     let mut out = tokio::io::BufWriter::new(sink);
     let mut line = Vec::with_capacity(512);
-    while let Some(o) = rx.recv().await {
+    while let Some(entry) = rx.recv().await {
+        let o = match entry {
+            Entry::Record(o) => o,
+            Entry::Flush(done) => {
+                let _ = out.flush().await;
+                let _ = done.send(());
+                continue;
+            }
+        };
         line.clear();
         if serde_json::to_writer(&mut line, &o).is_err() {
             continue;

@@ -152,6 +152,7 @@ impl Server {
             let _ = self.drain_tx.send(true);
             ctx.tasks.wait().await;
         }
+        ctx.log.flush().await;
         Ok(())
     }
 }

@@ -395,3 +395,98 @@ async fn shutdown_drains_open_tunnels_then_closes_them() {
     assert_eq!(rec["reason"], "shutdown");
     assert_eq!(rec["bytes_up"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_over_tls_with_basic_auth() {
+    let origin = Origin::start().await;
+    let squid = Squid::start_with(SQUID_HOSTS, Some(("lbo", "s3cret")));
+    let certs = tempfile::tempdir().unwrap();
+    let (front, ca) = support::tls_front("seccloud.test", squid.addr(), certs.path()).await;
+    let parent = |password: &str| {
+        format!(
+            "[[upstream.parent]]\nname = \"seccloud-tls\"\naddress = \"{front}\"\ntls = true\n\
+             tls_server_name = \"seccloud.test\"\ntls_ca_file = \"{}\"\nusername = \"lbo\"\npassword = \"{password}\"\n",
+            ca.display()
+        )
+    };
+    let good = parent("s3cret");
+    let proxy = Proxy::start(Lab {
+        dns: dns_server(RECORDS).await,
+        origin_port: origin.port(),
+        parents: vec![],
+        segment: "127.0.0.0/8",
+        extra: &good,
+    })
+    .await;
+    let tunnel = curl(
+        &proxy,
+        &format!("http://upstream.test:{}/t", origin.port()),
+        true,
+    )
+    .await;
+    assert_eq!((tunnel.connect, tunnel.status), (200, 200), "{tunnel:?}");
+    let plain = curl(
+        &proxy,
+        &format!("http://upstream.test:{}/p", origin.port()),
+        false,
+    )
+    .await;
+    assert_eq!(plain.status, 200, "{plain:?}");
+    assert!(
+        squid.logged(" lbo "),
+        "squid did not see the user: {}",
+        squid.access_log()
+    );
+    let log = std::fs::read_to_string(proxy.dir.path().join("access.log")).unwrap();
+    assert!(
+        !log.contains("s3cret") && !log.contains("Basic "),
+        "credentials leaked into the log"
+    );
+    proxy.stop().await;
+
+    // Wrong credentials: the parent's 407 is not the client's to answer, so it gets 502.
+    let bad = parent("wrong");
+    let proxy = Proxy::start(Lab {
+        dns: dns_server(RECORDS).await,
+        origin_port: origin.port(),
+        parents: vec![],
+        segment: "127.0.0.0/8",
+        extra: &bad,
+    })
+    .await;
+    let r = curl(
+        &proxy,
+        &format!("http://upstream.test:{}/t", origin.port()),
+        true,
+    )
+    .await;
+    assert_eq!(r.connect, 502, "{r:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_eyeballs_falls_back_from_ipv6_to_ipv4() {
+    let origin = Origin::start().await;
+    let mut records = RECORDS.to_vec();
+    records.push(("dual.direct.test", "::1"));
+    records.push(("dual.direct.test", "127.0.0.1"));
+    let proxy = Proxy::start(Lab {
+        dns: dns_server(&records).await,
+        origin_port: origin.port(),
+        parents: vec![],
+        segment: "127.0.0.0/8",
+        extra: "",
+    })
+    .await;
+    // ::1 is refused by the guard (only 127.0.0.1/32 is opened), 127.0.0.1 answers.
+    let r = curl(
+        &proxy,
+        &format!("http://dual.direct.test:{}/", origin.port()),
+        true,
+    )
+    .await;
+    assert_eq!((r.connect, r.status), (200, 200), "{r:?}");
+    let rec = &proxy.records(1).await[0];
+    assert_eq!(rec["server"], format!("127.0.0.1:{}", origin.port()));
+    proxy.stop().await;
+}

@@ -209,7 +209,8 @@ async fn connect(
         Ok(hop) => hop,
         Err(r) => return refusal(&r),
     };
-    tokio::spawn(async move {
+    let tasks = ctx.tasks.clone();
+    tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => tunnel::run(&ctx, &mut rec, TokioIo::new(upgraded), hop).await,
             Err(e) => {

@@ -153,6 +153,11 @@ impl Squid {
     /// Starts Squid resolving `hosts` from its own hosts file. Fails (never skips) when
     /// Squid is not installed: `scripts/test` installs it.
     pub fn start(hosts: &[(&str, &str)]) -> Squid {
+        Squid::start_with(hosts, None)
+    }
+
+    /// As [`Squid::start`], requiring Basic proxy authentication when `auth` is given.
+    pub fn start_with(hosts: &[(&str, &str)], auth: Option<(&str, &str)>) -> Squid {
         let bin = ["/usr/sbin/squid", "/usr/bin/squid"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -163,14 +168,32 @@ impl Squid {
         let hosts_file: String = hosts.iter().map(|(n, ip)| format!("{ip} {n}\n")).collect();
         std::fs::write(d.join("hosts"), hosts_file).unwrap();
         let port = closed_port();
-        let user = if unsafe_is_root() {
+        let user = if is_root() {
             "cache_effective_user proxy\n"
         } else {
             ""
         };
+        let access = match auth {
+            None => "http_access allow all\n".to_string(),
+            Some((name, password)) => {
+                let hash = Command::new("openssl")
+                    .args(["passwd", "-apr1", password])
+                    .output()
+                    .expect("openssl is not installed: run scripts/test");
+                let hash = String::from_utf8(hash.stdout).unwrap();
+                std::fs::write(d.join("passwd"), format!("{name}:{}\n", hash.trim())).unwrap();
+                format!(
+                    "auth_param basic program /usr/lib/squid/basic_ncsa_auth {}/passwd\n\
+                     acl authed proxy_auth REQUIRED\n\
+                     http_access allow authed\n\
+                     http_access deny all\n",
+                    d.display()
+                )
+            }
+        };
         let conf = format!(
             "http_port 127.0.0.1:{port}\n\
-             http_access allow all\n\
+             {access}\
              cache deny all\n\
              access_log stdio:{d}/access.log squid\n\
              cache_log {d}/cache.log\n\
@@ -235,7 +258,7 @@ impl Drop for Squid {
     }
 }
 
-fn unsafe_is_root() -> bool {
+fn is_root() -> bool {
     std::env::var("USER").map(|u| u == "root").unwrap_or(false)
         || Command::new("id")
             .arg("-u")
@@ -442,4 +465,41 @@ pub async fn curl(proxy: &Proxy, url: &str, tunnel: bool) -> Curl {
         connect: codes.next().unwrap_or(0),
         body: body.to_string(),
     }
+}
+
+/// A TLS front for a parent (the security cloud's TLS listener): terminates TLS with a
+/// fresh certificate for `name` and forwards the bytes to `backend`. Returns its address
+/// and the PEM file of the certificate to trust.
+pub async fn tls_front(name: &str, backend: String, dir: &Path) -> (SocketAddr, PathBuf) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let pem = dir.join("parent-ca.pem");
+    std::fs::write(&pem, cert.cert.pem()).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (addr, pem)
 }
