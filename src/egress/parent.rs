@@ -298,3 +298,76 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::Clien
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(addr: String, fall: u32, rise: u32) -> ParentPool {
+        let config = UpstreamConfig {
+            parents: vec![ParentConfig {
+                name: Arc::from("p"),
+                address: addr,
+                tls: None,
+                proxy_authorization: None,
+            }],
+            health_interval: Duration::from_secs(1),
+            health_timeout: Duration::from_secs(1),
+            fall,
+            rise,
+        };
+        ParentPool::new(&config, Duration::from_secs(1)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn health_checks_follow_fall_and_rise() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let pool = pool(addr.to_string(), 2, 2);
+        let parent = pool.parents()[0].clone();
+        pool.check_all().await;
+        assert!(parent.is_up(), "one failure is below fall = 2");
+        pool.check_all().await;
+        assert!(!parent.is_up());
+        assert_eq!(parent.downs.load(Ordering::Relaxed), 1);
+        let _listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        pool.check_all().await;
+        assert!(!parent.is_up(), "one success is below rise = 2");
+        pool.check_all().await;
+        assert!(parent.is_up());
+    }
+
+    #[tokio::test]
+    async fn no_parent_and_all_down_are_distinct_errors() {
+        let empty = ParentPool::new(
+            &UpstreamConfig {
+                parents: vec![],
+                health_interval: Duration::from_secs(1),
+                health_timeout: Duration::from_secs(1),
+                fall: 1,
+                rise: 1,
+            },
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let t = Target::parse_authority("example.test:443", None).unwrap();
+        assert!(matches!(
+            empty.connect_tunnel(&t).await,
+            Err(ConnectError::NoParent)
+        ));
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let down = pool(addr.to_string(), 1, 1);
+        assert!(matches!(
+            down.connect_tunnel(&t).await,
+            Err(ConnectError::ParentsDown)
+        ));
+        assert!(!down.parents()[0].is_up());
+        assert!(matches!(
+            down.connect_tunnel(&t).await,
+            Err(ConnectError::ParentsDown)
+        ));
+    }
+}
