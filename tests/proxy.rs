@@ -490,3 +490,62 @@ async fn happy_eyeballs_falls_back_from_ipv6_to_ipv4() {
     assert_eq!(rec["server"], format!("127.0.0.1:{}", origin.port()));
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parents_refusal_is_passed_back() {
+    let origin = Origin::start().await;
+    let squid = Squid::start(SQUID_HOSTS);
+    let proxy = lab(&origin, vec![("seccloud-a", squid.addr())]).await;
+    let r = curl(
+        &proxy,
+        &format!("http://blocked.test:{}/", origin.port()),
+        true,
+    )
+    .await;
+    assert_eq!(r.connect, 403, "{r:?}");
+    let rec = &proxy.records(1).await[0];
+    assert_eq!(rec["reason"], "parent_refused");
+    assert_eq!(rec["blame"], "next_hop");
+    assert_eq!(rec["parent"], "seccloud-a");
+    // A refusal is an answer, not a failure: the parent stays in use.
+    let r = curl(
+        &proxy,
+        &format!("http://upstream.test:{}/", origin.port()),
+        true,
+    )
+    .await;
+    assert_eq!(r.connect, 200, "{r:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_keep_alive_is_honoured() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, vec![]).await;
+    let url = |p: &str| format!("http://direct.test:{}/{p}", origin.port());
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-x",
+            &proxy.url(),
+            "-w",
+            "%{http_code} %{num_connects}\n",
+        ])
+        .args([url("one"), url("two")])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        ["200 1", "200 0"],
+        "the second request opened a new connection"
+    );
+    assert_eq!(origin.heads().len(), 2);
+    proxy.stop().await;
+}

@@ -45,6 +45,15 @@ impl ConnectError {
         }
     }
 
+    /// The parent that answered or failed, when one did.
+    pub fn parent(&self) -> Option<&str> {
+        match self {
+            ConnectError::ParentRefused { parent, .. }
+            | ConnectError::ParentFailed { parent, .. } => Some(parent),
+            _ => None,
+        }
+    }
+
     /// The access-log / metric reason.
     pub fn reason(&self) -> crate::outcome::CloseReason {
         use crate::outcome::CloseReason as R;

@@ -109,6 +109,9 @@ pub async fn connect(
     };
     rec.get().connect_ms = Some(millis(started.elapsed()));
     result.map_err(|e| {
+        if let Some(parent) = e.parent() {
+            rec.get().parent = Some(parent.into());
+        }
         rec.get().error = Some(e.to_string());
         rec.end(e.reason(), Some(e.status().as_u16()));
         Refusal::Connect(e)

@@ -191,8 +191,11 @@ impl Squid {
                 )
             }
         };
+        // `blocked.test` stands for what the security cloud's filter refuses.
         let conf = format!(
             "http_port 127.0.0.1:{port}\n\
+             acl blocked dstdomain blocked.test\n\
+             http_access deny blocked\n\
              {access}\
              cache deny all\n\
              access_log stdio:{d}/access.log squid\n\
