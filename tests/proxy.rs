@@ -547,5 +547,34 @@ async fn client_keep_alive_is_honoured() {
         "the second request opened a new connection"
     );
     assert_eq!(origin.heads().len(), 2);
+    assert_eq!(
+        origin.connection_count(),
+        1,
+        "the origin connection was not reused"
+    );
+    // Another destination on the same client connection gets its own origin connection.
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-x",
+            &proxy.url(),
+            "-w",
+            "%{http_code}\n",
+        ])
+        .args([
+            url("three"),
+            format!("http://www.direct.test:{}/four", origin.port()),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
+    assert_eq!(origin.connection_count(), 3);
+    let heads = origin.heads();
+    assert!(heads[3].contains("www.direct.test"), "{heads:?}");
     proxy.stop().await;
 }

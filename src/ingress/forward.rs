@@ -15,6 +15,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -38,9 +39,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let head_timeout = ctx.config.timeouts.head;
+    let idle_hop: IdleHop = Arc::new(tokio::sync::Mutex::new(None));
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(ctx, req, peer).await) }
+        let idle_hop = idle_hop.clone();
+        async move { Ok::<_, Infallible>(handle(ctx, req, peer, idle_hop).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -53,10 +56,29 @@ where
     }
 }
 
+/// The next-hop connection of the previous request on this client connection, kept for
+/// the next request with the same key (the same direct origin, or the security cloud).
+type IdleHop = Arc<tokio::sync::Mutex<Option<KeptHop>>>;
+
+struct KeptHop {
+    key: String,
+    sender: SendRequest<CountingBody>,
+    server: Option<String>,
+    parent: Option<Arc<str>>,
+    parent_auth: Option<String>,
+}
+
+/// A connection ready to carry a request: reused, or freshly connected.
+enum Hop {
+    Kept(KeptHop),
+    New(ServerStream, Option<String>),
+}
+
 async fn handle(
     ctx: Arc<Context>,
     req: Request<Incoming>,
     peer: SocketAddr,
+    idle_hop: IdleHop,
 ) -> Response<ProxyBody> {
     let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
     rec.get().method = Some(req.method().to_string());
@@ -90,35 +112,32 @@ async fn handle(
         Err(d) => return page(pages::denied(&d)),
     };
     let mut rec = rec;
-    let hop = match decision.route {
-        Route::Deny => {
-            rec.end(
-                CloseReason::Denied,
-                Some(pages::denied(&decision).status.as_u16()),
-            );
-            return page(pages::denied(&decision));
-        }
-        Route::Direct => match tunnel::connect(&ctx, &mut rec, &target, &decision).await {
-            Ok(hop) => (hop.stream, None),
-            Err(r) => return refusal(&r),
-        },
-        Route::Upstream => {
-            let started = std::time::Instant::now();
-            match ctx.parents.connect_http().await {
-                Ok((stream, parent)) => {
-                    rec.get().connect_ms = Some(crate::outcome::millis(started.elapsed()));
-                    rec.get().parent = Some(parent.config.name.clone());
-                    (stream, parent.config.proxy_authorization.clone())
-                }
-                Err(e) => {
-                    rec.get().error = Some(e.to_string());
-                    rec.end(e.reason(), Some(e.status().as_u16()));
-                    return refusal(&Refusal::Connect(e));
-                }
-            }
-        }
+    let key = match decision.route {
+        Route::Direct => format!("direct {target}"),
+        _ => "upstream".to_string(),
     };
-    let (stream, parent_auth) = hop;
+    let kept = idle_hop.lock().await.take();
+    let reusable = match kept {
+        Some(mut k) if k.key == key && decision.route != Route::Deny => {
+            k.sender.ready().await.is_ok().then_some(k)
+        }
+        _ => None,
+    };
+    let hop = match reusable {
+        Some(k) => {
+            rec.get().server = k.server.clone();
+            rec.get().parent = k.parent.clone();
+            Hop::Kept(k)
+        }
+        None => match connect_hop(&ctx, &mut rec, &target, &decision).await {
+            Ok(hop) => hop,
+            Err(resp) => return resp,
+        },
+    };
+    let parent_auth = match &hop {
+        Hop::Kept(k) => k.parent_auth.clone(),
+        Hop::New(_, auth) => auth.clone(),
+    };
     let direct = decision.route == Route::Direct;
     let outbound = match outbound_request(req, direct, parent_auth.as_deref(), &target.to_string())
     {
@@ -134,30 +153,82 @@ async fn handle(
             });
         }
     };
-    send(rec, stream, outbound).await
+    send(rec, hop, key, outbound, &idle_hop).await
 }
 
-/// Sends the request on a fresh connection to the next hop and streams the response back.
+/// Opens a new next-hop connection for the decision; deny and failures become the page.
+async fn connect_hop(
+    ctx: &Context,
+    rec: &mut Recorder,
+    target: &crate::policy::Target,
+    decision: &crate::policy::Decision,
+) -> Result<Hop, Response<ProxyBody>> {
+    match decision.route {
+        Route::Deny => {
+            let page_ = pages::denied(decision);
+            rec.end(CloseReason::Denied, Some(page_.status.as_u16()));
+            Err(page(page_))
+        }
+        Route::Direct => match tunnel::connect(ctx, rec, target, decision).await {
+            Ok(hop) => Ok(Hop::New(hop.stream, None)),
+            Err(r) => Err(refusal(&r)),
+        },
+        Route::Upstream => {
+            let started = std::time::Instant::now();
+            match ctx.parents.connect_http().await {
+                Ok((stream, parent)) => {
+                    rec.get().connect_ms = Some(crate::outcome::millis(started.elapsed()));
+                    rec.get().parent = Some(parent.config.name.clone());
+                    Ok(Hop::New(stream, parent.config.proxy_authorization.clone()))
+                }
+                Err(e) => {
+                    rec.get().error = Some(e.to_string());
+                    rec.end(e.reason(), Some(e.status().as_u16()));
+                    Err(refusal(&Refusal::Connect(e)))
+                }
+            }
+        }
+    }
+}
+
+/// Sends the request to the next hop and streams the response back; the connection is
+/// kept for the next request of this client connection.
 async fn send(
     mut rec: Recorder,
-    stream: ServerStream,
+    hop: Hop,
+    key: String,
     req: Request<CountingBody>,
+    idle_hop: &IdleHop,
 ) -> Response<ProxyBody> {
     let up = req.body().count.clone();
-    let handshake = hyper::client::conn::http1::Builder::new()
-        .preserve_header_case(true)
-        .handshake(TokioIo::new(stream))
-        .await;
-    let (mut sender, conn) = match handshake {
-        Ok(x) => x,
-        Err(e) => return next_hop_failed(rec, e),
-    };
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "next-hop connection ended with an error");
+    let mut kept = match hop {
+        Hop::Kept(k) => k,
+        Hop::New(stream, parent_auth) => {
+            let handshake = hyper::client::conn::http1::Builder::new()
+                .preserve_header_case(true)
+                .handshake(TokioIo::new(stream))
+                .await;
+            let (sender, conn) = match handshake {
+                Ok(x) => x,
+                Err(e) => return next_hop_failed(rec, e),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "next-hop connection ended with an error");
+                }
+            });
+            KeptHop {
+                key,
+                sender,
+                server: rec.get().server.clone(),
+                parent: rec.get().parent.clone(),
+                parent_auth,
+            }
         }
-    });
-    match sender.send_request(req).await {
+    };
+    let sent = kept.sender.send_request(req).await;
+    *idle_hop.lock().await = Some(kept);
+    match sent {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);

@@ -72,12 +72,13 @@ pub async fn dns_server(records: &[(&str, &str)]) -> SocketAddr {
     addr
 }
 
-/// An HTTP origin that answers every request with `origin <Host>` and remembers the
-/// request heads it saw.
+/// An HTTP/1.1 origin (keep-alive) that answers every request with `origin <Host>` and
+/// remembers the request heads and connections it saw.
 #[derive(Clone)]
 pub struct Origin {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<String>>>,
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Origin {
@@ -85,42 +86,60 @@ impl Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (log, count) = (seen.clone(), connections.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut tcp, _)) = listener.accept().await else {
                     return;
                 };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let log = log.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tcp.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    loop {
+                        let end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match tcp.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end);
+                        let host = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("Host: ")
+                                    .or_else(|| l.strip_prefix("host: "))
+                            })
+                            .unwrap_or("")
+                            .to_string();
+                        log.lock().unwrap().push(head);
+                        let body = format!("origin {host}\n");
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if tcp.write_all(resp.as_bytes()).await.is_err() {
+                            return;
                         }
                     }
-                    let head = String::from_utf8_lossy(&buf).to_string();
-                    let host = head
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("Host: ")
-                                .or_else(|| l.strip_prefix("host: "))
-                        })
-                        .unwrap_or("")
-                        .to_string();
-                    log.lock().unwrap().push(head);
-                    let body = format!("origin {host}\n");
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = tcp.write_all(resp.as_bytes()).await;
                 });
             }
         });
-        Origin { addr, seen }
+        Origin {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn port(&self) -> u16 {
