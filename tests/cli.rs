@@ -7,6 +7,19 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lbo-proxy"))
 }
 
+/// Runs `check --config path`: success and what it printed on stderr.
+fn check(path: &std::path::Path) -> (bool, String) {
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 #[test]
 fn check_accepts_the_embedded_default() {
     let out = bin().arg("check").output().unwrap();
@@ -44,13 +57,8 @@ idle = "ten minutes"
 "#,
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = check(&path);
+    assert!(!ok);
     let file = path.display().to_string();
     assert!(
         err.contains(&format!("{file}:6: segment.networks")),
@@ -70,13 +78,8 @@ fn check_rejects_unknown_keys_with_their_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("typo.toml");
     std::fs::write(&path, "[proxy]\nlisten = [\"127.0.0.1:3128\"]\nlisen = 1\n").unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = check(&path);
+    assert!(!ok);
     assert!(err.contains(":3:") && err.contains("lisen"), "{err}");
 }
 
@@ -98,13 +101,8 @@ fn check_refuses_shared_hosting_wildcards_in_a_direct_category() {
          [[profile]]\nname = \"p\"\ndirect = [\"cdn\"]\n[[segment]]\nname = \"s\"\nnetworks = [\"10.0.0.0/8\"]\nprofile = \"p\"\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = check(&cfg);
+    assert!(!ok);
     assert!(
         err.contains("cdn.toml:11: rule.domains") && err.contains("shared hosting"),
         "{err}"
@@ -116,16 +114,8 @@ fn check_refuses_shared_hosting_wildcards_in_a_direct_category() {
          [[profile]]\nname = \"p\"\ndeny = [\"cdn\"]\n[[segment]]\nname = \"s\"\nnetworks = [\"10.0.0.0/8\"]\nprofile = \"p\"\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, err) = check(&cfg);
+    assert!(ok, "{err}");
 }
 
 fn route(args: &[&str], stdin: &str) -> Vec<serde_json::Value> {

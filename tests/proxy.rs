@@ -17,11 +17,8 @@ const SQUID_HOSTS: &[(&str, &str)] = &[("upstream.test", "127.0.0.1"), ("deny.te
 
 async fn lab(origin: &Origin, parents: Vec<(&'static str, String)>) -> Proxy {
     Proxy::start(Lab {
-        dns: dns_server(RECORDS).await,
-        origin_port: origin.port(),
         parents,
-        segment: "127.0.0.0/8",
-        extra: "",
+        ..Lab::on(dns_server(RECORDS).await, origin.port())
     })
     .await
 }
@@ -286,11 +283,8 @@ async fn lookalikes_and_wrong_ports_never_go_direct() {
 async fn clients_outside_every_segment_are_refused() {
     let origin = Origin::start().await;
     let proxy = Proxy::start(Lab {
-        dns: dns_server(RECORDS).await,
-        origin_port: origin.port(),
-        parents: vec![],
         segment: "127.0.0.99/32",
-        extra: "",
+        ..Lab::on(dns_server(RECORDS).await, origin.port())
     })
     .await;
     let r = curl(
@@ -360,14 +354,7 @@ async fn shutdown_drains_open_tunnels_then_closes_them() {
             });
         }
     });
-    let proxy = Proxy::start(Lab {
-        dns: dns_server(RECORDS).await,
-        origin_port: port,
-        parents: vec![],
-        segment: "127.0.0.0/8",
-        extra: "",
-    })
-    .await;
+    let proxy = Proxy::start(Lab::on(dns_server(RECORDS).await, port)).await;
     let mut tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     tcp.write_all(format!("CONNECT direct.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
         .await
@@ -411,11 +398,8 @@ async fn parent_over_tls_with_basic_auth() {
     };
     let good = parent("s3cret");
     let proxy = Proxy::start(Lab {
-        dns: dns_server(RECORDS).await,
-        origin_port: origin.port(),
-        parents: vec![],
-        segment: "127.0.0.0/8",
         extra: &good,
+        ..Lab::on(dns_server(RECORDS).await, origin.port())
     })
     .await;
     let tunnel = curl(
@@ -447,11 +431,8 @@ async fn parent_over_tls_with_basic_auth() {
     // Wrong credentials: the parent's 407 is not the client's to answer, so it gets 502.
     let bad = parent("wrong");
     let proxy = Proxy::start(Lab {
-        dns: dns_server(RECORDS).await,
-        origin_port: origin.port(),
-        parents: vec![],
-        segment: "127.0.0.0/8",
         extra: &bad,
+        ..Lab::on(dns_server(RECORDS).await, origin.port())
     })
     .await;
     let r = curl(
@@ -470,14 +451,7 @@ async fn happy_eyeballs_falls_back_from_ipv6_to_ipv4() {
     let mut records = RECORDS.to_vec();
     records.push(("dual.direct.test", "::1"));
     records.push(("dual.direct.test", "127.0.0.1"));
-    let proxy = Proxy::start(Lab {
-        dns: dns_server(&records).await,
-        origin_port: origin.port(),
-        parents: vec![],
-        segment: "127.0.0.0/8",
-        extra: "",
-    })
-    .await;
+    let proxy = Proxy::start(Lab::on(dns_server(&records).await, origin.port())).await;
     // ::1 is refused by the guard (only 127.0.0.1/32 is opened), 127.0.0.1 answers.
     let r = curl(
         &proxy,

@@ -307,6 +307,20 @@ pub struct Lab<'a> {
     pub extra: &'a str,
 }
 
+impl<'a> Lab<'a> {
+    /// A lab on `dns` whose allowlisted destinations listen on `origin_port`: every loopback
+    /// client, no parent, nothing extra.
+    pub fn on(dns: SocketAddr, origin_port: u16) -> Lab<'a> {
+        Lab {
+            dns,
+            origin_port,
+            parents: Vec::new(),
+            segment: "127.0.0.0/8",
+            extra: "",
+        }
+    }
+}
+
 impl Proxy {
     pub async fn start(lab: Lab<'_>) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
