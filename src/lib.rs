@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod egress;
 pub mod ingress;
+pub mod lists;
 pub mod outcome;
 pub mod policy;
 pub mod relay;

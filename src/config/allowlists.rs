@@ -42,9 +42,22 @@ pub struct LoadedCategory {
     pub description: String,
     pub provenance: Provenance,
     pub file: PathBuf,
+    /// Where each rule comes from, in the order of `category.rules`.
+    pub rules: Vec<RuleInfo>,
     /// Wildcards over shared-hosting zones, with their line: refused if a profile
     /// breaks this category out (a deny list may name them).
     pub(crate) shared_hosting: Vec<SharedHostingHit>,
+}
+
+/// What the file says about one rule beyond what the policy matches on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// Microsoft endpoint id the rule is taken from.
+    pub endpoint_id: Option<u32>,
+    /// Source of a rule that does not come from the published list.
+    pub source: Option<String>,
+    /// UDP ports for the firewall export; the proxy never carries UDP.
+    pub udp_ports: Vec<u16>,
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +111,7 @@ pub fn parse(path: &Path, text: &str, problems: &mut Problems<'_>) -> Option<Loa
     }
     let mut rules = Vec::new();
     let mut shared_hosting = Vec::new();
+    let mut infos = Vec::new();
     for r in &file.rules {
         let rule_name = r.name.get_ref();
         if !valid_name(rule_name) {
@@ -145,21 +159,13 @@ pub fn parse(path: &Path, text: &str, problems: &mut Problems<'_>) -> Option<Loa
         }
         let ports = match &r.ports {
             None => DEFAULT_PORTS.to_vec(),
-            Some(list) => {
-                let mut ports = Vec::new();
-                for p in list {
-                    match u16::try_from(*p.get_ref()) {
-                        Ok(port) if port > 0 => ports.push(port),
-                        _ => problems.at(
-                            p.span(),
-                            "rule.ports",
-                            format!("{} is not a port", p.get_ref()),
-                        ),
-                    }
-                }
-                ports
-            }
+            Some(list) => port_list(list, "rule.ports", problems),
         };
+        infos.push(RuleInfo {
+            endpoint_id: r.endpoint_id,
+            source: r.source.clone(),
+            udp_ports: port_list(&r.udp_ports, "rule.udp_ports", problems),
+        });
         rules.push(Rule {
             name: Arc::from(format!("{name}/{rule_name}")),
             domains,
@@ -175,8 +181,20 @@ pub fn parse(path: &Path, text: &str, problems: &mut Problems<'_>) -> Option<Loa
         description: file.category.description,
         provenance: file.provenance,
         file: path.to_path_buf(),
+        rules: infos,
         shared_hosting,
     })
+}
+
+fn port_list(list: &[toml::Spanned<u32>], key: &str, problems: &mut Problems<'_>) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for p in list {
+        match u16::try_from(*p.get_ref()) {
+            Ok(port) if port > 0 => ports.push(port),
+            _ => problems.at(p.span(), key, format!("{} is not a port", p.get_ref())),
+        }
+    }
+    ports
 }
 
 pub(crate) fn valid_name(name: &str) -> bool {

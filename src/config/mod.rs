@@ -6,7 +6,7 @@ pub mod allowlists;
 pub mod duration;
 pub mod error;
 pub mod schema;
-mod validate;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

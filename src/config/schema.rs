@@ -187,4 +187,8 @@ pub struct AllowlistRule {
     #[serde(default)]
     pub networks: Vec<Spanned<String>>,
     pub ports: Option<Vec<Spanned<u32>>>,
+    /// UDP ports of the same destinations: never crossed by the proxy, exported for the
+    /// firewall (e.g. Teams media 3478-3481).
+    #[serde(default)]
+    pub udp_ports: Vec<Spanned<u32>>,
 }

@@ -1,0 +1,3 @@
+//! Allowlist tooling around the category files: importing Microsoft's published endpoint
+//! list through a mapping kept as data, reviewing what a new list version changes, and
+//! exporting what the proxy cannot carry (UDP media) for the firewall.
