@@ -47,6 +47,35 @@ enum Command {
         profile: Option<String>,
         targets: Vec<String>,
     },
+    /// Allowlist tooling: import Microsoft's endpoint list.
+    Allowlist {
+        #[command(subcommand)]
+        command: AllowlistCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AllowlistCommand {
+    /// Rewrite the Microsoft 365 category files from an endpoint list (the
+    /// /endpoints/worldwide JSON) through the mapping, and report what was left out.
+    ImportM365 {
+        /// The endpoint list; default: the copy the mapping names.
+        list: Option<PathBuf>,
+        /// List version recorded in the files' provenance.
+        #[arg(long)]
+        version: Option<String>,
+        /// Date the list was retrieved, recorded in the provenance.
+        #[arg(long)]
+        retrieved: Option<String>,
+        #[arg(long, default_value = lbo_proxy::lists::files::SHIPPED_MAPPING)]
+        mapping: PathBuf,
+        /// Directory to write the category files to.
+        #[arg(long, default_value = "allowlists")]
+        out: PathBuf,
+        /// Print the report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +89,7 @@ fn main() -> ExitCode {
             profile,
             targets,
         } => route(config, client, profile, targets),
+        Command::Allowlist { command } => allowlist(command),
     };
     match result {
         Ok(code) => code,
@@ -219,4 +249,35 @@ fn route(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn allowlist(command: AllowlistCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AllowlistCommand::ImportM365 {
+            list,
+            version,
+            retrieved,
+            mapping,
+            out,
+            dry_run,
+        } => {
+            let v = lbo_proxy::lists::import::Version {
+                version: version.as_deref(),
+                retrieved: retrieved.as_deref(),
+            };
+            let (report, files) = lbo_proxy::lists::files::generate(&mapping, list.as_deref(), &v)?;
+            for (name, text) in &files {
+                let path = out.join(name);
+                if dry_run {
+                    println!("would write {}", path.display());
+                } else {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+            }
+            print!("{}", lbo_proxy::lists::import::summary(&report));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -162,7 +162,7 @@ pub struct CategoryHeader {
 }
 
 /// Where a list comes from, so an auditor can trace every rule to a published source.
-#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provenance {
     pub source: String,
