@@ -33,6 +33,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "storage.toml",
         include_str!("../../allowlists/storage.toml"),
     ),
+    (
+        "windows-update.toml",
+        include_str!("../../allowlists/windows-update.toml"),
+    ),
 ];
 
 /// A loaded category with what `check` and audits report about it.
