@@ -6,6 +6,7 @@
 //! the [`outcome`] of the connection becomes one access-log line.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod egress;
 pub mod ingress;

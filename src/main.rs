@@ -47,10 +47,37 @@ enum Command {
         profile: Option<String>,
         targets: Vec<String>,
     },
-    /// Allowlist tooling: import Microsoft's endpoint list.
+    /// Print the PAC file the appliance serves, for a segment (default: every destination
+    /// via the appliance, as for a client in no segment).
+    Pac {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        segment: Option<String>,
+    },
+    /// Allowlist tooling: import Microsoft's endpoint list, review an update, export for
+    /// the firewall.
     Allowlist {
         #[command(subcommand)]
         command: AllowlistCommand,
+    },
+    /// Write the auditor's report (外部監査): configuration, sources with SHA-256, and
+    /// fail-closed evidence from the decision function. Exits non-zero on any FAILURE.
+    Audit {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Report only this profile (default: every profile a segment uses, and case1-3).
+        #[arg(long)]
+        profile: Option<String>,
+        /// en or ja.
+        #[arg(long, default_value = "en")]
+        lang: lbo_proxy::audit::Lang,
+        /// html or md.
+        #[arg(long, default_value = "html")]
+        format: lbo_proxy::audit::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -76,6 +103,28 @@ enum AllowlistCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Review an update: what the allowlist directory NEW adds, removes or moves compared
+    /// with OLD, per category and built-in profile, newly direct destinations first.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
+    },
+    /// Print an nftables script with the networks and UDP ports a profile breaks out, for
+    /// the firewall of the LBO line (UDP media never crosses the proxy).
+    Firewall {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        profile: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +139,14 @@ fn main() -> ExitCode {
             targets,
         } => route(config, client, profile, targets),
         Command::Allowlist { command } => allowlist(command),
+        Command::Pac { config, segment } => pac(config, segment),
+        Command::Audit {
+            config,
+            profile,
+            lang,
+            format,
+            out,
+        } => audit(config, profile, lang, format, out),
     };
     match result {
         Ok(code) => code,
@@ -279,5 +336,79 @@ fn allowlist(command: AllowlistCommand) -> anyhow::Result<ExitCode> {
             print!("{}", lbo_proxy::lists::import::summary(&report));
             Ok(ExitCode::SUCCESS)
         }
+        AllowlistCommand::Diff { old, new, format } => allowlist_diff(&old, &new, format),
+        AllowlistCommand::Firewall { config, profile } => allowlist_firewall(config, &profile),
     }
+}
+
+/// Exit status 0 with or without differences: the diff is for reading, not a gate.
+fn allowlist_diff(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    format: DiffFormat,
+) -> anyhow::Result<ExitCode> {
+    use lbo_proxy::lists::diff;
+    let before = diff::load_dir(old)?;
+    let after = diff::load_dir(new)?;
+    let d = diff::diff(&before, &after);
+    match format {
+        DiffFormat::Text => print!("{}", d.to_text()),
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn allowlist_firewall(path: Option<PathBuf>, profile: &str) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let script = lbo_proxy::lists::firewall::nftables(&config, profile)?;
+    print!("{script}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit(
+    path: Option<PathBuf>,
+    profile: Option<String>,
+    lang: lbo_proxy::audit::Lang,
+    format: lbo_proxy::audit::Format,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let report = lbo_proxy::audit::generate(
+        path.as_deref(),
+        profile.as_deref(),
+        std::time::SystemTime::now(),
+    )?;
+    let text = lbo_proxy::audit::render(&report, lang, format);
+    match &out {
+        Some(f) => std::fs::write(f, &text).with_context(|| format!("writing {}", f.display()))?,
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .context("writing the report")?,
+    }
+    match report.failures() {
+        0 => Ok(ExitCode::SUCCESS),
+        n => {
+            eprintln!("lbo-proxy: {n} probe decision(s) contradict the expectation (FAILURE in the report)");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn pac(path: Option<PathBuf>, segment: Option<String>) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let snap = &config.policy;
+    let segment = match &segment {
+        Some(name) => Some(
+            snap.segment(name)
+                .with_context(|| format!("unknown segment {name:?}"))?,
+        ),
+        None => None,
+    };
+    let profile = segment.map(|s| &snap.profiles()[s.profile]);
+    print!(
+        "{}",
+        lbo_proxy::admin::pac::render(snap, &config.pac, profile, segment.map(|s| &*s.name))
+    );
+    Ok(ExitCode::SUCCESS)
 }

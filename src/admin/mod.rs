@@ -1,6 +1,7 @@
 //! The admin listener: liveness and readiness for the appliance's monitoring.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,12 +12,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+pub mod pac;
+
 use crate::server::Context;
 
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
     let mut shutdown = ctx.shutdown.clone();
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(_) => {
@@ -30,7 +33,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&ctx, &req)) }
+                async move { Ok::<_, Infallible>(route(&ctx, &req, peer.ip())) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -39,7 +42,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
     }
 }
 
-fn route(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(ctx: &Context, req: &Request<Incoming>, client: IpAddr) -> Response<Full<Bytes>> {
+    if let Some(resp) = pac_response(ctx, req, client) {
+        return resp;
+    }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         "/readyz" => {
@@ -60,6 +66,43 @@ fn route(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
     }
+}
+
+/// `/proxy.pac` and `/wpad.dat` for the requesting client's segment, or the one named by
+/// `?segment=`. Also served on the proxy listener, so PCs can fetch it from the proxy.
+pub fn pac_response<B>(
+    ctx: &Context,
+    req: &Request<B>,
+    client: IpAddr,
+) -> Option<Response<Full<Bytes>>> {
+    if !matches!(req.uri().path(), "/proxy.pac" | "/wpad.dat") {
+        return None;
+    }
+    let snap = &ctx.config.policy;
+    let named = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("segment=")));
+    let segment = match named {
+        Some(name) => match snap.segment(name) {
+            Some(s) => Some(s),
+            None => {
+                return Some(text(
+                    StatusCode::NOT_FOUND,
+                    format!("no segment {name:?}\n"),
+                    "text/plain",
+                ))
+            }
+        },
+        None => snap.segment_of(client),
+    };
+    let profile = segment.map(|s| &snap.profiles()[s.profile]);
+    let body = pac::render(snap, &ctx.config.pac, profile, segment.map(|s| &*s.name));
+    Some(text(
+        StatusCode::OK,
+        body,
+        "application/x-ns-proxy-autoconfig",
+    ))
 }
 
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {

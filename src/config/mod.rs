@@ -39,6 +39,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub access_log: AccessLogTarget,
+    pub pac: crate::admin::pac::PacSettings,
 }
 
 #[derive(Clone, Debug)]

@@ -27,6 +27,26 @@ pub struct File {
     pub limits: Limits,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub pac: Pac,
+}
+
+/// The PAC file the appliance serves (`/proxy.pac`, `/wpad.dat`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pac {
+    /// `all` (every destination via the appliance) or `split`.
+    pub mode: Option<Spanned<String>>,
+    /// The appliance as PCs reach it (`host:port`, failover order); default: the proxy
+    /// listeners.
+    #[serde(default)]
+    pub proxies: Vec<Spanned<String>>,
+    /// The security cloud as PCs reach it, for `split`; default: the parents' addresses.
+    #[serde(default)]
+    pub security_cloud: Vec<Spanned<String>>,
+    /// Destinations PCs reach without a proxy: domain patterns and networks.
+    #[serde(default)]
+    pub internal: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -98,6 +98,11 @@ async fn handle(
             });
         }
         _ => {
+            if let Some(pac) = crate::admin::pac_response(&ctx, &req, peer.ip()) {
+                rec.get().target = Some(req.uri().path().to_string());
+                rec.end(CloseReason::Finished, Some(pac.status().as_u16()));
+                return pac.map(|b| b.map_err(|e| match e {}).boxed());
+            }
             rec.end(CloseReason::BadRequest, Some(400));
             return page(Page {
                 status: StatusCode::BAD_REQUEST,

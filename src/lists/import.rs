@@ -211,7 +211,7 @@ fn addition(rm: &RuleMap, source: &str) -> Result<RuleOut, String> {
         domains: rm.domains.clone(),
         networks,
         ports: rm.ports.clone().ok_or("an addition needs ports")?,
-        udp_ports: Vec::new(),
+        udp_ports: rm.udp_ports.clone(),
     })
 }
 
@@ -221,8 +221,8 @@ fn from_endpoint(
     warnings: &mut Vec<String>,
     category: &str,
 ) -> Result<RuleOut, String> {
-    if !rm.domains.is_empty() {
-        return Err("a rule taken from an endpoint selects with urls, not domains".into());
+    if !rm.domains.is_empty() || !rm.udp_ports.is_empty() {
+        return Err("a rule taken from an endpoint selects with urls and udp = true, not domains or udp_ports".into());
     }
     let mut pick = |what: &str,
                     sel: &Option<Selection>,

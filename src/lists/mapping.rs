@@ -90,4 +90,7 @@ pub struct RuleMap {
     /// Take the endpoint's UDP ports (for the firewall export).
     #[serde(default)]
     pub udp: bool,
+    /// UDP ports of an addition (for the firewall export).
+    #[serde(default)]
+    pub udp_ports: Vec<u16>,
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::allowlist::Category;
+use super::allowlist::{Category, Rule};
 use super::domain::DomainSet;
 use super::network::PrefixTable;
 
@@ -183,6 +183,30 @@ impl Snapshot {
 
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| &*p.name == name)
+    }
+
+    /// The segment a client address belongs to (most specific network).
+    pub fn segment_of(&self, client: std::net::IpAddr) -> Option<&Segment> {
+        self.clients.longest(client).map(|&i| &self.segments[i])
+    }
+
+    pub fn segment(&self, name: &str) -> Option<&Segment> {
+        self.segments.iter().find(|s| &*s.name == name)
+    }
+
+    /// The rules a profile breaks out and the rules it denies, in load order.
+    pub fn rules_of(&self, profile: &Profile) -> (Vec<&Rule>, Vec<&Rule>) {
+        let mut direct = Vec::new();
+        let mut deny = Vec::new();
+        for (i, c) in self.categories.iter().enumerate() {
+            let id = CategoryId(i as u8);
+            if profile.deny.contains(id) {
+                deny.extend(&c.rules);
+            } else if profile.direct.contains(id) {
+                direct.extend(&c.rules);
+            }
+        }
+        (direct, deny)
     }
 
     /// Names of the categories in a set, in load order.
