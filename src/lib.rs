@@ -3,7 +3,8 @@
 //! The flow of one connection: [`ingress`] accepts and reads the request head into a
 //! normalised [`policy::Target`]; [`policy::decide`] returns a [`policy::Decision`];
 //! [`egress`] connects direct or through the security cloud; [`relay`] copies the bytes;
-//! the [`outcome`] of the connection becomes one access-log line.
+//! the [`outcome`] of the connection becomes one access-log line and the [`telemetry`]
+//! metric updates.
 
 pub mod admin;
 pub mod audit;
@@ -16,6 +17,8 @@ pub mod policy;
 pub mod relay;
 pub mod server;
 pub mod stream;
+pub mod systemd;
+pub mod telemetry;
 
 pub use config::Config;
 pub use server::Server;

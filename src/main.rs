@@ -129,6 +129,15 @@ enum DiffFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A report piped into `head` should stop quietly, like any Unix tool, instead of
+        // panicking on a closed stdout. The proxy itself keeps ignoring SIGPIPE: a
+        // client that goes away is an EPIPE error on its socket, not a reason to exit.
+        // SAFETY: called before any thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check(config),
@@ -174,9 +183,25 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
         let server = lbo_proxy::Server::bind(config).await?;
+        tokio::spawn(reload_on_sighup(server.live()));
         server.run(shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP (`systemctl reload`): re-read the config; a bad one is refused and logged.
+async fn reload_on_sighup(live: std::sync::Arc<lbo_proxy::server::Live>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP: reload only through the admin listener");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        lbo_proxy::systemd::notify("RELOADING=1");
+        // The outcome is logged by reload() itself.
+        let _ = live.reload().await;
+        lbo_proxy::systemd::notify("READY=1");
+    }
 }
 
 async fn shutdown_signal() {

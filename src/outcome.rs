@@ -51,7 +51,44 @@ pub enum Blame {
     Proxy,
 }
 
+impl Blame {
+    /// The snake_case name, as in the access log; also the `blame` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Client => "client",
+            Blame::NextHop => "next_hop",
+            Blame::Proxy => "proxy",
+        }
+    }
+}
+
 impl CloseReason {
+    /// The snake_case name, as in the access log; also the `reason` metric label.
+    pub fn as_str(self) -> &'static str {
+        use CloseReason::*;
+        match self {
+            Finished => "finished",
+            IdleTimeout => "idle_timeout",
+            ClientError => "client_error",
+            ServerError => "server_error",
+            Shutdown => "shutdown",
+            Denied => "denied",
+            BadRequest => "bad_request",
+            HeadTimeout => "head_timeout",
+            HeadTooLarge => "head_too_large",
+            DnsFailed => "dns_failed",
+            DnsTimeout => "dns_timeout",
+            InternalAddress => "internal_address",
+            ConnectFailed => "connect_failed",
+            ConnectTimeout => "connect_timeout",
+            NoParent => "no_parent",
+            ParentsDown => "parents_down",
+            ParentRefused => "parent_refused",
+            ParentFailed => "parent_failed",
+            Cancelled => "cancelled",
+        }
+    }
+
     pub fn blame(self) -> Option<Blame> {
         use CloseReason::*;
         match self {
@@ -170,6 +207,8 @@ impl Drop for Recorder {
         self.outcome.duration_ms = millis(self.started.elapsed());
         self.outcome.blame = self.outcome.reason.blame();
         let outcome = std::mem::replace(&mut self.outcome, empty());
+        // Metrics first: they count every record, even when the log is off or full.
+        crate::telemetry::metrics().record(&outcome);
         self.log.write(outcome);
     }
 }
@@ -249,6 +288,7 @@ impl AccessLog {
         if let Some(tx) = &self.tx {
             if tx.try_send(Entry::Record(Box::new(outcome))).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::metrics().access_log_dropped(1);
             }
         }
     }
@@ -335,5 +375,36 @@ mod tests {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn label_names_match_the_access_log() {
+        use CloseReason::*;
+        for r in [
+            Finished,
+            IdleTimeout,
+            ClientError,
+            ServerError,
+            Shutdown,
+            Denied,
+            BadRequest,
+            HeadTimeout,
+            HeadTooLarge,
+            DnsFailed,
+            DnsTimeout,
+            InternalAddress,
+            ConnectFailed,
+            ConnectTimeout,
+            NoParent,
+            ParentsDown,
+            ParentRefused,
+            ParentFailed,
+            Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        for b in [Blame::Client, Blame::NextHop, Blame::Proxy] {
+            assert_eq!(serde_json::to_value(b).unwrap(), b.as_str());
+        }
     }
 }

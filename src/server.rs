@@ -1,8 +1,10 @@
-//! Wiring: listeners from the config, the shared context every connection uses, and an
-//! orderly shutdown (stop accepting, let tunnels drain, then close what is left).
+//! Wiring: listeners from the config, the context every connection uses, hot reload (a new
+//! context swapped in atomically), and an orderly shutdown (stop accepting, let tunnels
+//! drain, then close what is left).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -10,13 +12,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::egress::direct::DirectConnector;
 use crate::egress::parent::ParentPool;
 use crate::outcome::AccessLog;
-use crate::{admin, ingress};
+use crate::{admin, ingress, systemd};
 
-/// What every connection shares. A connection keeps the context it started with.
+/// What every connection shares. A connection keeps the context it started with, so a
+/// reload never changes the rules under an open tunnel.
 pub struct Context {
     pub config: Arc<Config>,
     pub direct: DirectConnector,
@@ -36,6 +39,52 @@ impl Context {
     pub async fn drained(&self) {
         stopping(&mut self.drain_over.clone()).await;
     }
+
+    /// A context for `config`, reusing what does not change from `old`: the access-log
+    /// writer (same target), the connection limit (same size), parent health.
+    async fn build(config: Config, old: &Context) -> anyhow::Result<Context> {
+        let log = if config.access_log == old.config.access_log {
+            old.log.clone()
+        } else {
+            AccessLog::start(&config.access_log)
+                .await
+                .context("opening the access log")?
+        };
+        let connections = if config.limits.max_connections == old.config.limits.max_connections {
+            old.connections.clone()
+        } else {
+            Arc::new(Semaphore::new(config.limits.max_connections))
+        };
+        let direct = DirectConnector::new(&config.direct, &config.timeouts)
+            .context("setting up the direct route's resolver")?;
+        let parents = ParentPool::new(&config.upstream, config.timeouts.connect)
+            .context("setting up the security cloud parents")?;
+        parents.inherit(&old.parents);
+        Ok(Context {
+            config: Arc::new(config),
+            direct,
+            parents: Arc::new(parents),
+            log,
+            shutdown: old.shutdown.clone(),
+            drain_over: old.drain_over.clone(),
+            connections,
+            tasks: old.tasks.clone(),
+        })
+    }
+}
+
+/// Pending connections the kernel queues before accept: a burst of thousands of PCs at
+/// 9:00 must not overflow it (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves once the flag is set (shutdown has begun).
@@ -43,9 +92,70 @@ pub async fn stopping(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|set| *set).await;
 }
 
+/// The running proxy's current context, swapped on reload.
+pub struct Live {
+    current: watch::Sender<Arc<Context>>,
+    /// The file to re-read; `None`: the embedded default.
+    path: Option<PathBuf>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Live {
+    pub fn current(&self) -> Arc<Context> {
+        self.current.borrow().clone()
+    }
+
+    /// Re-reads the config and allowlists, validates them, and swaps the new context in.
+    /// On any error the running context stays and the error (with file:line) is returned.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let _one = self.reloading.lock().await;
+        let result = self.try_reload().await;
+        crate::telemetry::metrics().reload(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<(), ReloadError> {
+        let path = self.path.clone();
+        let config = tokio::task::spawn_blocking(move || config::load(path.as_deref()))
+            .await
+            .map_err(|e| ReloadError::Setup(e.to_string()))?
+            .map_err(ReloadError::Config)?;
+        let old = self.current();
+        if config.proxy_listen != old.config.proxy_listen
+            || config.admin_listen != old.config.admin_listen
+        {
+            tracing::warn!("listener addresses are read at start only: restart to change them");
+        }
+        let ctx = Context::build(config, &old)
+            .await
+            .map_err(|e| ReloadError::Setup(format!("{e:#}")))?;
+        crate::telemetry::metrics().config_loaded(&ctx.config);
+        let ctx = Arc::new(ctx);
+        tokio::spawn(ParentPool::run_health_checks(
+            Arc::downgrade(&ctx.parents),
+            ctx.shutdown.clone(),
+        ));
+        self.current.send_replace(ctx);
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(config::ConfigError),
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// A bound, not yet running, proxy.
 pub struct Server {
-    ctx: Arc<Context>,
+    live: Arc<Live>,
     proxy: Vec<TcpListener>,
     admin: Option<TcpListener>,
     shutdown_tx: watch::Sender<bool>,
@@ -55,14 +165,9 @@ pub struct Server {
 impl Server {
     /// Binds every listener and starts the access log; fails before serving anything.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
-        let config = Arc::new(config);
         let mut proxy = Vec::new();
         for addr in &config.proxy_listen {
-            proxy.push(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding proxy listener {addr}"))?,
-            );
+            proxy.push(listen(*addr).with_context(|| format!("binding proxy listener {addr}"))?);
         }
         let admin = match config.admin_listen {
             Some(addr) => Some(
@@ -83,9 +188,12 @@ impl Server {
         );
         let (shutdown_tx, shutdown) = watch::channel(false);
         let (drain_tx, drain_over) = watch::channel(false);
+        let path =
+            (config.source != Path::new(config::EMBEDDED_NAME)).then(|| config.source.clone());
+        crate::telemetry::metrics().config_loaded(&config);
         let ctx = Arc::new(Context {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-            config,
+            config: Arc::new(config),
             direct,
             parents,
             log,
@@ -93,8 +201,13 @@ impl Server {
             drain_over,
             tasks: TaskTracker::new(),
         });
+        let live = Arc::new(Live {
+            current: watch::channel(ctx).0,
+            path,
+            reloading: tokio::sync::Mutex::new(()),
+        });
         Ok(Server {
-            ctx,
+            live,
             proxy,
             admin,
             shutdown_tx,
@@ -113,24 +226,39 @@ impl Server {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The handle that reloads the running proxy (SIGHUP, `POST /-/reload`).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
+    }
+
     /// Serves until `shutdown` resolves, then drains open connections for up to
     /// `timeouts.drain` and closes the rest.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let ctx = self.ctx;
+        let live = self.live;
+        let first = live.current();
         let mut accept = Vec::new();
         for listener in self.proxy {
             tracing::info!(addr = ?listener.local_addr().ok(), "proxy listening");
             accept.push(tokio::spawn(ingress::explicit::serve(
                 listener,
-                ctx.clone(),
+                live.clone(),
             )));
         }
         if let Some(listener) = self.admin {
             tracing::info!(addr = ?listener.local_addr().ok(), "admin listening");
-            tokio::spawn(admin::serve(listener, ctx.clone()));
+            tokio::spawn(admin::serve(listener, live.clone()));
         }
-        tokio::spawn(ctx.parents.clone().run_health_checks(ctx.shutdown.clone()));
+        tokio::spawn(ParentPool::run_health_checks(
+            Arc::downgrade(&first.parents),
+            first.shutdown.clone(),
+        ));
+        systemd::ready();
+        let watchdog =
+            systemd::watchdog_interval().map(|every| tokio::spawn(systemd::run_watchdog(every)));
+        drop(first);
         shutdown.await;
+        systemd::notify("STOPPING=1");
+        let ctx = live.current();
         tracing::info!(
             open = ctx.tasks.len(),
             drain = ?ctx.config.timeouts.drain,
@@ -153,6 +281,9 @@ impl Server {
             ctx.tasks.wait().await;
         }
         ctx.log.flush().await;
+        if let Some(w) = watchdog {
+            w.abort();
+        }
         Ok(())
     }
 }

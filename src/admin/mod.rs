@@ -1,4 +1,5 @@
-//! The admin listener: liveness and readiness for the appliance's monitoring.
+//! The admin listener: liveness and readiness for the appliance's monitoring, the PAC,
+//! and reload.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -13,11 +14,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 pub mod pac;
+pub mod status;
 
-use crate::server::Context;
+use crate::server::{Context, Live};
 
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
-    let mut shutdown = ctx.shutdown.clone();
+pub async fn serve(listener: TcpListener, live: Arc<Live>) {
+    let mut shutdown = live.current().shutdown.clone();
     loop {
         let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -29,11 +31,16 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
             },
             _ = crate::server::stopping(&mut shutdown) => return,
         };
-        let ctx = ctx.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&ctx, &req, peer.ip())) }
+                let live = live.clone();
+                async move {
+                    if req.uri().path() == "/-/reload" {
+                        return Ok::<_, Infallible>(reload(&live, &req).await);
+                    }
+                    Ok(route(&live.current(), &req, peer.ip()))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
@@ -42,12 +49,40 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
     }
 }
 
+/// `POST /-/reload`: the same as SIGHUP, with the outcome in the answer.
+async fn reload(live: &Live, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != http::Method::POST {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use POST\n".into(),
+            "text/plain",
+        );
+    }
+    crate::systemd::notify("RELOADING=1");
+    let result = live.reload().await;
+    crate::systemd::notify("READY=1");
+    match result {
+        Ok(()) => text(StatusCode::OK, "reloaded\n".into(), "text/plain"),
+        Err(e) => text(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload refused; the running configuration stays\n{e}\n"),
+            "text/plain",
+        ),
+    }
+}
+
 fn route(ctx: &Context, req: &Request<Incoming>, client: IpAddr) -> Response<Full<Bytes>> {
     if let Some(resp) = pac_response(ctx, req, client) {
         return resp;
     }
     match req.uri().path() {
+        "/" => status::response(ctx),
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+        "/metrics" => text(
+            StatusCode::OK,
+            crate::telemetry::metrics().encode(),
+            crate::telemetry::TEXT_FORMAT,
+        ),
         "/readyz" => {
             let parents: Vec<serde_json::Value> = ctx
                 .parents

@@ -460,6 +460,31 @@ fn upstream(p: &mut Problems<'_>, u: &schema::Upstream, base: Option<&Path>) -> 
                 .as_ref()
                 .map(|f| resolve(base, f.get_ref())),
         });
+        if let Some(t) = &tls {
+            // Checked here so `check` (and the unit's ExecStartPre) catches what would
+            // otherwise fail only when the proxy starts.
+            let span = parent
+                .tls_server_name
+                .as_ref()
+                .map(|s| s.span())
+                .unwrap_or(parent.address.span());
+            if rustls::pki_types::ServerName::try_from(t.server_name.as_str()).is_err() {
+                p.at(
+                    span,
+                    "upstream.parent.tls_server_name",
+                    format!("{:?} is not a valid TLS server name", t.server_name),
+                );
+            }
+            if let (Some(path), Some(spanned)) = (&t.ca_file, &parent.tls_ca_file) {
+                if let Err(e) = std::fs::read(path) {
+                    p.at(
+                        spanned.span(),
+                        "upstream.parent.tls_ca_file",
+                        format!("{}: {e}", path.display()),
+                    );
+                }
+            }
+        }
         if !parent.tls && (parent.tls_server_name.is_some() || parent.tls_ca_file.is_some()) {
             let span = parent.name.span();
             p.at(

@@ -21,8 +21,8 @@ pub enum ConnectError {
     Timeout(String),
     #[error("no security cloud (upstream parent) is configured")]
     NoParent,
-    #[error("every security cloud parent is down")]
-    ParentsDown,
+    #[error("every security cloud parent is down ({last})")]
+    ParentsDown { last: String },
     #[error("parent {parent} answered {status}")]
     ParentRefused { parent: String, status: StatusCode },
     #[error("parent {parent} failed: {detail}")]
@@ -38,7 +38,7 @@ impl ConnectError {
             ConnectError::DnsTimeout(_) | ConnectError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ConnectError::InternalAddress(_) => StatusCode::FORBIDDEN,
             ConnectError::NoParent => StatusCode::SERVICE_UNAVAILABLE,
-            ConnectError::ParentsDown | ConnectError::ParentFailed { .. } => {
+            ConnectError::ParentsDown { .. } | ConnectError::ParentFailed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
             ConnectError::ParentRefused { status, .. } => *status,
@@ -64,7 +64,7 @@ impl ConnectError {
             ConnectError::Refused { .. } => R::ConnectFailed,
             ConnectError::Timeout(_) => R::ConnectTimeout,
             ConnectError::NoParent => R::NoParent,
-            ConnectError::ParentsDown => R::ParentsDown,
+            ConnectError::ParentsDown { .. } => R::ParentsDown,
             ConnectError::ParentRefused { .. } => R::ParentRefused,
             ConnectError::ParentFailed { .. } => R::ParentFailed,
         }

@@ -75,6 +75,10 @@ impl ParentPool {
                 downs: AtomicU64::new(0),
             }));
         }
+        // Only a pool that is built shows up in the metrics.
+        for p in &parents {
+            crate::telemetry::metrics().parent_configured(&p.config.name);
+        }
         Ok(ParentPool {
             parents,
             fall: config.fall,
@@ -148,7 +152,14 @@ impl ParentPool {
         if self.parents.is_empty() {
             return Err(ConnectError::NoParent);
         }
-        for parent in self.parents.iter().filter(|p| p.is_up()) {
+        // What the client and the log are told: the last real failure, or that every
+        // parent is marked down by the health checks.
+        let mut last = String::from("every parent is marked down by its health checks");
+        for parent in &self.parents {
+            if !parent.is_up() {
+                crate::telemetry::metrics().parent_failover(&parent.config.name);
+                continue;
+            }
             match attempt(parent.clone()).await {
                 Ok(v) => {
                     self.record(parent, true);
@@ -160,11 +171,13 @@ impl ParentPool {
                 }
                 Err(Failure::Down(e)) => {
                     tracing::warn!(parent = %parent.config.name, error = %e, "parent failed, trying the next");
+                    crate::telemetry::metrics().parent_failover(&parent.config.name);
                     self.record(parent, false);
+                    last = format!("{}: {e}", parent.config.name);
                 }
             }
         }
-        Err(ConnectError::ParentsDown)
+        Err(ConnectError::ParentsDown { last })
     }
 
     async fn open(&self, parent: &Parent) -> Result<ServerStream, Failure> {
@@ -203,10 +216,12 @@ impl ParentPool {
             parent.up.store(false, Ordering::Relaxed);
             parent.streak.store(0, Ordering::Relaxed);
             parent.downs.fetch_add(1, Ordering::Relaxed);
+            crate::telemetry::metrics().parent_state(&parent.config.name, false);
             tracing::error!(parent = %parent.config.name, "parent marked down");
         } else if !up && streak >= self.rise {
             parent.up.store(true, Ordering::Relaxed);
             parent.streak.store(0, Ordering::Relaxed);
+            crate::telemetry::metrics().parent_state(&parent.config.name, true);
             tracing::info!(parent = %parent.config.name, "parent is back up");
         }
     }
@@ -217,24 +232,54 @@ impl ParentPool {
             let ok = tokio::time::timeout(self.health_timeout, self.open(parent))
                 .await
                 .is_ok_and(|r| r.is_ok());
+            let metrics = crate::telemetry::metrics();
+            metrics.parent_checked(&parent.config.name, ok);
             self.record(parent, ok);
+            // Also after a reload, whose pool inherits health the gauge has not seen yet.
+            metrics.parent_up(&parent.config.name, parent.is_up());
         }
     }
 
-    /// Runs the health checks until `shutdown` fires.
+    /// Runs the health checks until `shutdown` fires or the pool is replaced by a reload
+    /// and no connection uses it any more.
     pub async fn run_health_checks(
-        self: Arc<Self>,
+        pool: std::sync::Weak<ParentPool>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        if self.parents.is_empty() {
+        let Some(interval) = pool
+            .upgrade()
+            .filter(|p| !p.parents.is_empty())
+            .map(|p| p.health_interval)
+        else {
             return;
-        }
-        let mut tick = tokio::time::interval(self.health_interval);
+        };
+        let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.check_all().await,
+                _ = tick.tick() => match pool.upgrade() {
+                    Some(p) => p.check_all().await,
+                    None => return,
+                },
                 _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Takes over the health of the parents an earlier pool knew (same name and address),
+    /// so a reload neither revives a parent that is down nor forgets one that is up.
+    pub fn inherit(&self, old: &ParentPool) {
+        for p in &self.parents {
+            let same = old
+                .parents
+                .iter()
+                .find(|o| o.config.name == p.config.name && o.config.address == p.config.address);
+            if let Some(o) = same {
+                p.up.store(o.is_up(), Ordering::Relaxed);
+                p.streak
+                    .store(o.streak.load(Ordering::Relaxed), Ordering::Relaxed);
+                p.downs
+                    .store(o.downs.load(Ordering::Relaxed), Ordering::Relaxed);
             }
         }
     }
@@ -362,12 +407,12 @@ mod tests {
         let down = pool(addr.to_string(), 1, 1);
         assert!(matches!(
             down.connect_tunnel(&t).await,
-            Err(ConnectError::ParentsDown)
+            Err(ConnectError::ParentsDown { .. })
         ));
         assert!(!down.parents()[0].is_up());
         assert!(matches!(
             down.connect_tunnel(&t).await,
-            Err(ConnectError::ParentsDown)
+            Err(ConnectError::ParentsDown { .. })
         ));
     }
 }

@@ -13,14 +13,15 @@ use super::head::{self, Head, HeadError};
 use super::pages::Page;
 use super::{forward, tunnel};
 use crate::outcome::{CloseReason, Recorder};
-use crate::server::Context;
+use crate::server::{Context, Live};
 use crate::stream::Prefixed;
 
 pub const LISTENER: &str = "explicit";
 
-/// Accepts until shutdown; each connection runs in its own task.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
-    let mut shutdown = ctx.shutdown.clone();
+/// Accepts until shutdown; each connection runs in its own task with the context that is
+/// current when it is accepted.
+pub async fn serve(listener: TcpListener, live: Arc<Live>) {
+    let mut shutdown = live.current().shutdown.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -35,12 +36,12 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
                 continue;
             }
         };
+        let ctx = live.current();
         let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
             tokio::spawn(overloaded(tcp));
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let ctx = ctx.clone();
         ctx.tasks.clone().spawn(async move {
             handle(&ctx, tcp, peer).await;
             drop(permit);

@@ -15,6 +15,7 @@ use crate::policy::{self, Decision, Route, Target};
 use crate::relay::{relay, RelayStats};
 use crate::server::Context;
 use crate::stream::ServerStream;
+use crate::telemetry::OpenTunnel;
 
 /// A connected next hop.
 pub struct NextHop {
@@ -36,7 +37,7 @@ impl Refusal {
             Refusal::Connect(e) => Page {
                 status: e.status(),
                 title: match e {
-                    ConnectError::NoParent | ConnectError::ParentsDown => "Security cloud unavailable",
+                    ConnectError::NoParent | ConnectError::ParentsDown { .. } => "Security cloud unavailable",
                     ConnectError::InternalAddress(_) => "Local breakout refused",
                     _ => "Destination unreachable",
                 },
@@ -128,6 +129,8 @@ where
         return;
     }
     let stats = RelayStats::default();
+    // In `lbo_active_tunnels` until the relay ends, or is dropped when cancelled.
+    let _open = rec.get().route.map(OpenTunnel::new);
     let end = relay(
         client,
         hop.stream,

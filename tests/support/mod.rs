@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod scrape;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,150 @@
+//! Label values derived from an [`Outcome`]: every one is a closed set or a configured
+//! name, so a label can never carry a host name or an address.
+
+use std::sync::Arc;
+
+use crate::outcome::{CloseReason, Outcome};
+use crate::policy::{Reason, Route};
+
+/// Stands for an absent value (no decision yet, no status, nobody to blame).
+pub const NONE: &str = "none";
+
+pub fn route(route: Option<Route>) -> &'static str {
+    route.map_or(NONE, Route::as_str)
+}
+
+/// A configured name (segment, profile, category), or `none`.
+pub fn name(name: &Option<Arc<str>>) -> &str {
+    match name.as_deref() {
+        Some(n) if !n.is_empty() => n,
+        _ => NONE,
+    }
+}
+
+/// `1xx` … `5xx`; `none` when no status was sent (or it is out of range).
+pub fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(100..=199) => "1xx",
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => NONE,
+    }
+}
+
+/// Why the proxy refused a request, if it did: the decision's reason when the policy
+/// routed it to deny (`unknown_client`, `deny_rule`, `invalid_target`), otherwise the
+/// close reason when the proxy itself refused it (`internal_address`, `head_too_large`,
+/// `bad_request`). Failures of the next hop are not refusals and give `None`.
+pub fn denied(o: &Outcome) -> Option<&'static str> {
+    if o.route == Some(Route::Deny) {
+        return Some(
+            o.decision
+                .map_or(CloseReason::Denied.as_str(), Reason::as_str),
+        );
+    }
+    match o.reason {
+        CloseReason::InternalAddress | CloseReason::HeadTooLarge | CloseReason::BadRequest => {
+            Some(o.reason.as_str())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Decision;
+
+    fn outcome(reason: CloseReason) -> Outcome {
+        Outcome {
+            time: String::new(),
+            listener: "explicit",
+            client: "192.0.2.1".into(),
+            segment: None,
+            profile: None,
+            method: None,
+            target: None,
+            target_from: None,
+            route: None,
+            category: None,
+            rule: None,
+            decision: None,
+            parent: None,
+            server: None,
+            status: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            dns_ms: None,
+            connect_ms: None,
+            duration_ms: 0.0,
+            reason,
+            blame: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(Some(101)), "1xx");
+        assert_eq!(status_class(Some(200)), "2xx");
+        assert_eq!(status_class(Some(307)), "3xx");
+        assert_eq!(status_class(Some(403)), "4xx");
+        assert_eq!(status_class(Some(599)), "5xx");
+        assert_eq!(status_class(Some(600)), "none");
+        assert_eq!(status_class(Some(0)), "none");
+        assert_eq!(status_class(None), "none");
+    }
+
+    #[test]
+    fn absent_names_are_none() {
+        assert_eq!(name(&None), "none");
+        assert_eq!(name(&Some(Arc::from(""))), "none");
+        assert_eq!(name(&Some(Arc::from("teams"))), "teams");
+        assert_eq!(route(None), "none");
+        assert_eq!(route(Some(Route::Upstream)), "upstream");
+    }
+
+    #[test]
+    fn denials_are_policy_denies_and_refusals_only() {
+        let mut o = outcome(CloseReason::Denied);
+        o.route = Some(Route::Deny);
+        o.decision = Some(Reason::DenyRule);
+        assert_eq!(denied(&o), Some("deny_rule"));
+        o.decision = Some(Reason::UnknownClient);
+        assert_eq!(denied(&o), Some("unknown_client"));
+
+        // An unparsable target is decided as deny and ends as a bad request: counted once,
+        // under the decision's reason.
+        let mut o = outcome(CloseReason::BadRequest);
+        let d = Decision::invalid_target();
+        o.route = Some(d.route);
+        o.decision = Some(d.reason);
+        assert_eq!(denied(&o), Some("invalid_target"));
+
+        assert_eq!(
+            denied(&outcome(CloseReason::BadRequest)),
+            Some("bad_request")
+        );
+        assert_eq!(
+            denied(&outcome(CloseReason::HeadTooLarge)),
+            Some("head_too_large")
+        );
+        let mut o = outcome(CloseReason::InternalAddress);
+        o.route = Some(Route::Direct);
+        assert_eq!(denied(&o), Some("internal_address"));
+
+        for r in [
+            CloseReason::Finished,
+            CloseReason::ConnectFailed,
+            CloseReason::ParentsDown,
+            CloseReason::NoParent,
+            CloseReason::HeadTimeout,
+        ] {
+            let mut o = outcome(r);
+            o.route = Some(Route::Upstream);
+            assert_eq!(denied(&o), None, "{r:?}");
+        }
+    }
+}
