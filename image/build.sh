@@ -210,6 +210,10 @@ in_root chgrp lbo-proxy /etc/lbo-proxy
 install -m 0640 "$config" "$root/etc/lbo-proxy/lbo-proxy.toml"
 for f in "${extras[@]}"; do install -m 0640 "$f" "$root/etc/lbo-proxy/$(basename "$f")"; done
 in_root sh -c 'chown root:lbo-proxy /etc/lbo-proxy/*'
+# Local allowlists ([allowlists] local_dir = "/etc/lbo-proxy/allowlists"): a file there
+# replaces the shipped category of the same name or adds one of the city's own.
+install -d -m 0750 -o root -g root "$root/etc/lbo-proxy/allowlists"
+in_root chgrp lbo-proxy /etc/lbo-proxy/allowlists
 
 install -m 0644 "$repo/systemd/lbo-proxy.service" "$root/etc/systemd/system/lbo-proxy.service"
 in_root systemctl enable lbo-proxy.service

@@ -188,3 +188,43 @@ fn route_for_an_unknown_client_is_deny() {
     assert_eq!(got[0]["route"], "deny");
     assert_eq!(got[0]["reason"], "unknown_client");
 }
+
+#[test]
+fn local_allowlists_replace_or_add_to_the_shipped_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let category = |name: &str, domain: &str| {
+        format!(
+            "[category]\nname = \"{name}\"\ndescription = \"local\"\n[provenance]\nsource = \"city IT\"\n\
+             version = \"1\"\nretrieved = \"2026-11-23\"\n[[rule]]\nname = \"r\"\ndomains = [\"{domain}\"]\nports = [443]\n"
+        )
+    };
+    // Replace the shipped pki with a local one, and add a category of the city's own.
+    std::fs::write(
+        local.join("pki.toml"),
+        category("pki", "ocsp.city-ca.example.jp"),
+    )
+    .unwrap();
+    std::fs::write(
+        local.join("city-saas.toml"),
+        category("city-saas", "app.saas.example.jp"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n[allowlists]\nlocal_dir = \"local\"\n\
+         [[profile]]\nname = \"city\"\ndirect = [\"m365-auth\", \"pki\", \"city-saas\"]\n\
+         [[segment]]\nname = \"s\"\nnetworks = [\"10.0.0.0/8\"]\nprofile = \"city\"\n",
+    )
+    .unwrap();
+    let (ok, err) = check(&cfg);
+    assert!(ok, "{err}");
+    let got = route(
+        &["--config", cfg.to_str().unwrap(), "--profile", "city"],
+        "ocsp.city-ca.example.jp\nocsp.digicert.com:80\napp.saas.example.jp\nlogin.microsoftonline.com\n",
+    );
+    let routes: Vec<&str> = got.iter().map(|d| d["route"].as_str().unwrap()).collect();
+    assert_eq!(routes, ["direct", "upstream", "direct", "direct"]);
+}

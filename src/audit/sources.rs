@@ -73,10 +73,11 @@ pub fn load(path: Option<&Path>) -> Result<Sources, AuditError> {
         &config_check,
         text.as_bytes(),
     )];
-    let builtin = file.allowlists.dir.is_none();
     for c in &config.categories {
         let name = c.file.display().to_string();
         let file_name = c.file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        // Built-in lists carry a pseudo path; a local override is a real file either way.
+        let builtin = name.starts_with("<built-in allowlists>/");
         let (check, bytes) = if builtin {
             let text = BUILTIN
                 .iter()

@@ -69,6 +69,9 @@ pub struct Allowlists {
     /// Directory of category files; relative to the config file. Absent: the lists built
     /// into the binary.
     pub dir: Option<Spanned<String>>,
+    /// Local category files (e.g. `/etc/lbo-proxy/allowlists`): a file here replaces the
+    /// shipped category of the same name, or adds a new one.
+    pub local_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -82,7 +82,7 @@ fn load_categories(
     p: &mut Problems<'_>,
     other: &mut Vec<Problem>,
 ) -> Vec<LoadedCategory> {
-    let sources: Vec<(PathBuf, String)> = match &file.allowlists.dir {
+    let shipped: Vec<(PathBuf, String)> = match &file.allowlists.dir {
         None => BUILTIN
             .iter()
             .map(|(n, t)| {
@@ -92,31 +92,58 @@ fn load_categories(
                 )
             })
             .collect(),
-        Some(dir) => {
-            let path = resolve(base, dir.get_ref());
-            match allowlists::read_dir(&path) {
-                Ok(files) if files.is_empty() => {
-                    p.at(
-                        dir.span(),
-                        "allowlists.dir",
-                        format!("{} holds no .toml files", path.display()),
+        Some(dir) => read_lists(dir, "allowlists.dir", base, p),
+    };
+    let mut loaded = parse_lists(&shipped, other);
+    if let Some(dir) = &file.allowlists.local_dir {
+        for local in parse_lists(&read_lists(dir, "allowlists.local_dir", base, p), other) {
+            match loaded
+                .iter_mut()
+                .find(|l| l.category.name == local.category.name)
+            {
+                Some(shipped) => {
+                    tracing::info!(
+                        category = %local.category.name,
+                        file = %local.file.display(),
+                        "local allowlist replaces the shipped one"
                     );
-                    Vec::new()
+                    *shipped = local;
                 }
-                Ok(files) => files,
-                Err(e) => {
-                    p.at(
-                        dir.span(),
-                        "allowlists.dir",
-                        format!("{}: {e}", path.display()),
-                    );
-                    Vec::new()
-                }
+                None => loaded.push(local),
             }
         }
-    };
+    }
+    loaded
+}
+
+fn read_lists(
+    dir: &Spanned<String>,
+    key: &str,
+    base: Option<&Path>,
+    p: &mut Problems<'_>,
+) -> Vec<(PathBuf, String)> {
+    let path = resolve(base, dir.get_ref());
+    match allowlists::read_dir(&path) {
+        Ok(files) if files.is_empty() && key == "allowlists.dir" => {
+            p.at(
+                dir.span(),
+                key,
+                format!("{} holds no .toml files", path.display()),
+            );
+            Vec::new()
+        }
+        Ok(files) => files,
+        Err(e) => {
+            p.at(dir.span(), key, format!("{}: {e}", path.display()));
+            Vec::new()
+        }
+    }
+}
+
+/// Parses category files; a name defined twice in one directory is an error.
+fn parse_lists(sources: &[(PathBuf, String)], other: &mut Vec<Problem>) -> Vec<LoadedCategory> {
     let mut loaded: Vec<LoadedCategory> = Vec::new();
-    for (path, text) in &sources {
+    for (path, text) in sources {
         let mut fp = Problems::new(path, text);
         if let Some(c) = allowlists::parse(path, text, &mut fp) {
             if loaded.iter().any(|l| l.category.name == c.category.name) {
