@@ -7,11 +7,9 @@ use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
-use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder};
 
+use super::families::Families;
 use super::labels::{self, NONE};
 use crate::config::Config;
 use crate::outcome::{Blame, Outcome};
@@ -19,18 +17,6 @@ use crate::policy::Route;
 
 /// The content type of [`Metrics::encode`]'s output.
 pub use prometheus::TEXT_FORMAT;
-
-/// Connect and DNS times: 1 ms (a nearby resolver or parent) to 10 s (past any timeout).
-const CONNECT_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// Request and tunnel lifetimes: a plain GET takes milliseconds, a Teams or Outlook
-/// tunnel stays open for a working day.
-const DURATION_BUCKETS: &[f64] = &[
-    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
-    28800.0,
-];
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
@@ -44,163 +30,6 @@ pub struct Metrics {
     /// `None` only if the library refused a definition below, a bug the unit tests catch:
     /// the proxy then runs without metrics rather than not at all.
     families: Option<Families>,
-}
-
-struct Families {
-    requests: IntCounterVec,
-    request_end: IntCounterVec,
-    denied: IntCounterVec,
-    bytes: IntCounterVec,
-    active_tunnels: IntGaugeVec,
-    connect_duration: HistogramVec,
-    dns_duration: Histogram,
-    request_duration: HistogramVec,
-    parent_up: IntGaugeVec,
-    parent_checks: IntCounterVec,
-    parent_failovers: IntCounterVec,
-    parent_downs: IntCounterVec,
-    reloads: IntCounterVec,
-    last_reload_success: Gauge,
-    last_reload_successful: IntGauge,
-    allowlist_entries: IntGaugeVec,
-    access_log_dropped: IntCounter,
-    build_info: IntGaugeVec,
-}
-
-impl Families {
-    fn register(r: &Registry) -> prometheus::Result<Families> {
-        let f = Families {
-            requests: counters(
-                r,
-                "lbo_requests_total",
-                "Requests and tunnels handled, counted when they end, by listener, route (direct, upstream, deny; none before a decision), allowlist category, profile, segment and HTTP status class.",
-                &["listener", "route", "category", "profile", "segment", "status_class"],
-            )?,
-            request_end: counters(
-                r,
-                "lbo_request_end_total",
-                "Requests and tunnels by how they ended (the access log's reason) and who failed (client, next_hop, proxy; none when nobody did), by route.",
-                &["route", "reason", "blame"],
-            )?,
-            denied: counters(
-                r,
-                "lbo_denied_total",
-                "Requests the appliance refused: routed to deny by the policy (reason unknown_client, deny_rule, invalid_target), or refused by the proxy itself (internal_address: an allowlisted name resolved to an internal address; head_too_large; bad_request). Failures of the next hop are not counted here.",
-                &["reason"],
-            )?,
-            bytes: counters(
-                r,
-                "lbo_bytes_total",
-                "Payload bytes relayed, up (client to destination) and down, by route and allowlist category.",
-                &["direction", "route", "category"],
-            )?,
-            active_tunnels: gauges(
-                r,
-                "lbo_active_tunnels",
-                "Tunnels relaying now, by route.",
-                &["route"],
-            )?,
-            connect_duration: histograms(
-                r,
-                "lbo_connect_duration_seconds",
-                "Time spent reaching the next hop (DNS, connect, and the parent's CONNECT answer), whether it succeeded or not, by route.",
-                CONNECT_BUCKETS,
-                &["route"],
-            )?,
-            dns_duration: add(
-                r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "lbo_dns_lookup_duration_seconds",
-                        "Successful DNS lookups of the direct route on the LBO line's resolvers.",
-                    )
-                    .buckets(CONNECT_BUCKETS.to_vec()),
-                )?,
-            )?,
-            request_duration: histograms(
-                r,
-                "lbo_request_duration_seconds",
-                "Lifetime of a request or tunnel, from accept to close, by route.",
-                DURATION_BUCKETS,
-                &["route"],
-            )?,
-            parent_up: gauges(
-                r,
-                "lbo_parent_up",
-                "Whether a security cloud parent proxy is considered up (1) or down (0) by the health checks and real connections.",
-                &["parent"],
-            )?,
-            parent_checks: counters(
-                r,
-                "lbo_parent_checks_total",
-                "Active health checks of a parent, by result (success, failure).",
-                &["parent", "result"],
-            )?,
-            parent_failovers: counters(
-                r,
-                "lbo_parent_failovers_total",
-                "Requests that passed over this parent because it was down or the attempt through it failed, going on to the next parent if there is one.",
-                &["parent"],
-            )?,
-            parent_downs: counters(
-                r,
-                "lbo_parent_down_transitions_total",
-                "Times a parent was marked down (fall threshold reached).",
-                &["parent"],
-            )?,
-            reloads: counters(
-                r,
-                "lbo_config_reloads_total",
-                "Configuration reloads (SIGHUP or POST /-/reload), by result (success, failure).",
-                &["result"],
-            )?,
-            last_reload_success: add(
-                r,
-                Gauge::new(
-                    "lbo_config_last_reload_success_timestamp_seconds",
-                    "When the running configuration was loaded (start or last successful reload), in seconds since the Unix epoch.",
-                )?,
-            )?,
-            last_reload_successful: add(
-                r,
-                IntGauge::new(
-                    "lbo_config_last_reload_successful",
-                    "Whether the last configuration load or reload succeeded (1) or was refused, the previous configuration staying in force (0).",
-                )?,
-            )?,
-            allowlist_entries: gauges(
-                r,
-                "lbo_allowlist_entries",
-                "Entries in the running allowlists, by category and kind (domain patterns, IP networks).",
-                &["category", "kind"],
-            )?,
-            access_log_dropped: add(
-                r,
-                IntCounter::new(
-                    "lbo_access_log_dropped_total",
-                    "Access-log records dropped because the writer could not keep up: gaps in the audit trail.",
-                )?,
-            )?,
-            build_info: gauges(
-                r,
-                "lbo_build_info",
-                "Always 1; the version of the running lbo-proxy.",
-                &["version"],
-            )?,
-        };
-        // Known label values start at zero, so dashboards and alerts see series, not gaps.
-        for result in ["success", "failure"] {
-            f.reloads.get_metric_with_label_values(&[result])?;
-        }
-        for route in [Route::Direct, Route::Upstream] {
-            f.active_tunnels
-                .get_metric_with_label_values(&[route.as_str()])?;
-        }
-        f.build_info
-            .get_metric_with_label_values(&[env!("CARGO_PKG_VERSION")])?
-            .set(1);
-        Ok(f)
-    }
 }
 
 impl Metrics {
@@ -422,40 +251,6 @@ impl Drop for OpenTunnel {
     fn drop(&mut self) {
         metrics().tunnel_closed(self.0);
     }
-}
-
-fn add<C: Collector + Clone + 'static>(r: &Registry, c: C) -> prometheus::Result<C> {
-    r.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-fn counters(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntCounterVec> {
-    add(r, IntCounterVec::new(Opts::new(name, help), labels)?)
-}
-
-fn gauges(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntGaugeVec> {
-    add(r, IntGaugeVec::new(Opts::new(name, help), labels)?)
-}
-
-fn histograms(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    buckets: &[f64],
-    labels: &[&str],
-) -> prometheus::Result<HistogramVec> {
-    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-    add(r, HistogramVec::new(opts, labels)?)
 }
 
 /// The series for these label values. The label count is fixed by the code above; a

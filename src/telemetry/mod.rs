@@ -7,6 +7,7 @@
 //! closed enums and configured names (route, reason, segment, profile, category, parent),
 //! never from a host name or a client address, so the number of series stays bounded.
 
+mod families;
 mod labels;
 mod metrics;
 
