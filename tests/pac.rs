@@ -207,6 +207,7 @@ fn split_pac_agrees_with_the_proxy_on_every_probe() {
         );
         checked += got.len();
     }
+    eprintln!("PAC agreement: {checked} answers checked against decide(), 0 disagreements");
     assert!(checked > 10_000, "only {checked} probes");
 }
 
