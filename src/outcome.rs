@@ -40,6 +40,9 @@ pub enum CloseReason {
     ParentRefused,
     ParentFailed,
     Cancelled,
+    /// A direct tunnel's first bytes named another host than one that goes direct
+    /// (domain fronting), or were not the TLS the check requires.
+    SniMismatch,
 }
 
 /// Who failed, when something did.
@@ -86,6 +89,7 @@ impl CloseReason {
             ParentRefused => "parent_refused",
             ParentFailed => "parent_failed",
             Cancelled => "cancelled",
+            SniMismatch => "sni_mismatch",
         }
     }
 
@@ -93,7 +97,9 @@ impl CloseReason {
         use CloseReason::*;
         match self {
             Finished | Denied | Cancelled | Shutdown | IdleTimeout => None,
-            ClientError | BadRequest | HeadTimeout | HeadTooLarge => Some(Blame::Client),
+            ClientError | BadRequest | HeadTimeout | HeadTooLarge | SniMismatch => {
+                Some(Blame::Client)
+            }
             ServerError | DnsFailed | DnsTimeout | ConnectFailed | ConnectTimeout | ParentsDown
             | ParentRefused | ParentFailed => Some(Blame::NextHop),
             InternalAddress | NoParent => Some(Blame::Proxy),
@@ -119,6 +125,11 @@ impl From<RelayEnd> for CloseReason {
 pub enum TargetSource {
     Connect,
     Uri,
+    /// The ClientHello's server name on a transparent TLS listener (or, without one, the
+    /// redirected connection's original destination).
+    Sni,
+    /// The `Host` header on a transparent HTTP listener.
+    Host,
 }
 
 /// The access-log record.
@@ -144,6 +155,10 @@ pub struct Outcome {
     pub dns_ms: Option<f64>,
     pub connect_ms: Option<f64>,
     pub duration_ms: f64,
+    /// The server name of a direct tunnel's ClientHello, as sent (SNI check).
+    pub sni: Option<String>,
+    /// The SNI check failed; with `reason` other than `sni_mismatch`, it was only logged.
+    pub sni_mismatch: bool,
     pub reason: CloseReason,
     pub blame: Option<Blame>,
     pub error: Option<String>,
@@ -235,6 +250,8 @@ fn empty() -> Outcome {
         dns_ms: None,
         connect_ms: None,
         duration_ms: 0.0,
+        sni: None,
+        sni_mismatch: false,
         reason: CloseReason::Cancelled,
         blame: None,
         error: None,
@@ -400,6 +417,7 @@ mod tests {
             ParentRefused,
             ParentFailed,
             Cancelled,
+            SniMismatch,
         ] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }

@@ -87,6 +87,13 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+fn addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
+}
+
 /// Resolves once the flag is set (shutdown has begun).
 pub async fn stopping(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|set| *set).await;
@@ -128,6 +135,8 @@ impl Live {
         let old = self.current();
         if config.proxy_listen != old.config.proxy_listen
             || config.admin_listen != old.config.admin_listen
+            || config.transparent.tls_listen != old.config.transparent.tls_listen
+            || config.transparent.http_listen != old.config.transparent.http_listen
         {
             tracing::warn!("listener addresses are read at start only: restart to change them");
         }
@@ -157,6 +166,8 @@ pub enum ReloadError {
 pub struct Server {
     live: Arc<Live>,
     proxy: Vec<TcpListener>,
+    transparent_tls: Vec<TcpListener>,
+    transparent_http: Vec<TcpListener>,
     admin: Option<TcpListener>,
     shutdown_tx: watch::Sender<bool>,
     drain_tx: watch::Sender<bool>,
@@ -168,6 +179,20 @@ impl Server {
         let mut proxy = Vec::new();
         for addr in &config.proxy_listen {
             proxy.push(listen(*addr).with_context(|| format!("binding proxy listener {addr}"))?);
+        }
+        let mut transparent_tls = Vec::new();
+        for addr in &config.transparent.tls_listen {
+            transparent_tls.push(
+                listen(*addr)
+                    .with_context(|| format!("binding transparent TLS listener {addr}"))?,
+            );
+        }
+        let mut transparent_http = Vec::new();
+        for addr in &config.transparent.http_listen {
+            transparent_http.push(
+                listen(*addr)
+                    .with_context(|| format!("binding transparent HTTP listener {addr}"))?,
+            );
         }
         let admin = match config.admin_listen {
             Some(addr) => Some(
@@ -209,6 +234,8 @@ impl Server {
         Ok(Server {
             live,
             proxy,
+            transparent_tls,
+            transparent_http,
             admin,
             shutdown_tx,
             drain_tx,
@@ -216,10 +243,17 @@ impl Server {
     }
 
     pub fn proxy_addrs(&self) -> Vec<SocketAddr> {
-        self.proxy
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        addrs(&self.proxy)
+    }
+
+    /// The transparent TLS (SNI) listeners' bound addresses.
+    pub fn transparent_tls_addrs(&self) -> Vec<SocketAddr> {
+        addrs(&self.transparent_tls)
+    }
+
+    /// The transparent HTTP (`Host`) listeners' bound addresses.
+    pub fn transparent_http_addrs(&self) -> Vec<SocketAddr> {
+        addrs(&self.transparent_http)
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -240,6 +274,20 @@ impl Server {
         for listener in self.proxy {
             tracing::info!(addr = ?listener.local_addr().ok(), "proxy listening");
             accept.push(tokio::spawn(ingress::explicit::serve(
+                listener,
+                live.clone(),
+            )));
+        }
+        for listener in self.transparent_tls {
+            tracing::info!(addr = ?listener.local_addr().ok(), "transparent TLS listening");
+            accept.push(tokio::spawn(ingress::transparent_tls::serve(
+                listener,
+                live.clone(),
+            )));
+        }
+        for listener in self.transparent_http {
+            tracing::info!(addr = ?listener.local_addr().ok(), "transparent HTTP listening");
+            accept.push(tokio::spawn(ingress::transparent_http::serve(
                 listener,
                 live.clone(),
             )));

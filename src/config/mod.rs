@@ -6,6 +6,7 @@ pub mod allowlists;
 pub mod duration;
 pub mod error;
 pub mod schema;
+pub mod transparent;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -40,6 +41,36 @@ pub struct Config {
     pub limits: Limits,
     pub access_log: AccessLogTarget,
     pub pac: crate::admin::pac::PacSettings,
+    pub sni_check: SniCheck,
+    pub transparent: transparent::Transparent,
+}
+
+/// The domain-fronting guard: a direct tunnel's ClientHello must name a host that is
+/// direct too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SniCheck {
+    pub mode: SniMode,
+    pub non_tls: NonTls,
+    pub max_hello_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SniMode {
+    /// A mismatch closes the tunnel before any byte reaches the destination.
+    Enforce,
+    /// A mismatch is recorded and the tunnel relayed (to try the check on live traffic).
+    Log,
+    /// Direct tunnels are relayed without looking at the first bytes.
+    Off,
+}
+
+/// What a direct tunnel whose client does not start with TLS gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonTls {
+    /// Refused on port 443, where only TLS is expected; relayed on other ports.
+    DenyOn443,
+    Allow,
+    Deny,
 }
 
 #[derive(Clone, Debug)]

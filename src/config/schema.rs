@@ -29,6 +29,42 @@ pub struct File {
     pub log: Log,
     #[serde(default)]
     pub pac: Pac,
+    #[serde(default)]
+    pub sni_check: SniCheck,
+    #[serde(default)]
+    pub transparent: Transparent,
+}
+
+/// Transparent listeners: traffic redirected to the appliance (nftables `redirect`)
+/// without a proxy setting on the PC.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transparent {
+    /// TLS listeners, routed by the ClientHello's server name (SNI).
+    #[serde(default)]
+    pub tls_listen: Vec<Spanned<String>>,
+    /// Plain HTTP listeners, routed by the `Host` header.
+    #[serde(default)]
+    pub http_listen: Vec<Spanned<String>>,
+    /// Most bytes read (and held) while waiting for the ClientHello.
+    pub max_hello_bytes: Option<Spanned<usize>>,
+    /// How long a client may take to send its ClientHello.
+    pub hello_timeout: Option<Spanned<String>>,
+    /// Destination port of SNI targets when the original destination is unknown (the
+    /// connection was not redirected).
+    pub tls_port: Option<Spanned<u16>>,
+}
+
+/// The domain-fronting guard on direct CONNECT tunnels.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCheck {
+    /// `enforce` (close on mismatch), `log` (record and relay) or `off`.
+    pub mode: Option<Spanned<String>>,
+    /// What a direct tunnel that does not start with TLS gets: `deny_on_443`, `allow`, `deny`.
+    pub non_tls: Option<Spanned<String>>,
+    /// Most bytes read (and held) while waiting for the ClientHello.
+    pub max_hello_bytes: Option<Spanned<usize>>,
 }
 
 /// The PAC file the appliance serves (`/proxy.pac`, `/wpad.dat`).

@@ -15,8 +15,8 @@ use super::allowlists::{self, LoadedCategory, BUILTIN};
 use super::error::{ConfigError, Problem, Problems};
 use super::schema::{self, File};
 use super::{
-    duration, AccessLogTarget, Config, DirectConfig, Limits, ParentConfig, ParentTls, Timeouts,
-    UpstreamConfig,
+    duration, AccessLogTarget, Config, DirectConfig, Limits, NonTls, ParentConfig, ParentTls,
+    SniCheck, SniMode, Timeouts, UpstreamConfig,
 };
 use crate::admin::pac::{PacMode, PacSettings};
 use crate::policy::{PolicySpec, ProfileSpec, SegmentSpec, Snapshot};
@@ -259,6 +259,8 @@ fn build(
         },
     };
     let pac = pac(p, &file.pac, &proxy_listen, &upstream);
+    let sni_check = sni_check(p, &file.sni_check);
+    let transparent = super::transparent::validate(p, &file.transparent);
     check_shared_hosting(p, &profiles, &categories);
     if !p.is_empty() {
         return None;
@@ -287,7 +289,61 @@ fn build(
         limits,
         access_log,
         pac,
+        sni_check,
+        transparent,
     })
+}
+
+/// Smallest `max_hello_bytes`: real ClientHellos (post-quantum key shares included) fit
+/// easily; less would refuse ordinary clients.
+const MIN_HELLO_BYTES: usize = 1024;
+/// Largest: a hello bigger than this is not a browser's.
+const MAX_HELLO_BYTES: usize = 1024 * 1024;
+
+fn sni_check(p: &mut Problems<'_>, s: &schema::SniCheck) -> SniCheck {
+    let mode = match s.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "enforce")) => SniMode::Enforce,
+        Some((_, "log")) => SniMode::Log,
+        Some((_, "off")) => SniMode::Off,
+        Some((m, other)) => {
+            p.at(
+                m.span(),
+                "sni_check.mode",
+                format!("{other:?}: use \"enforce\", \"log\" or \"off\""),
+            );
+            SniMode::Enforce
+        }
+    };
+    let non_tls = match s.non_tls.as_ref().map(|n| (n, n.get_ref().as_str())) {
+        None | Some((_, "deny_on_443")) => NonTls::DenyOn443,
+        Some((_, "allow")) => NonTls::Allow,
+        Some((_, "deny")) => NonTls::Deny,
+        Some((n, other)) => {
+            p.at(
+                n.span(),
+                "sni_check.non_tls",
+                format!("{other:?}: use \"deny_on_443\", \"allow\" or \"deny\""),
+            );
+            NonTls::DenyOn443
+        }
+    };
+    let max_hello_bytes = match &s.max_hello_bytes {
+        None => 16 * 1024,
+        Some(n) if (MIN_HELLO_BYTES..=MAX_HELLO_BYTES).contains(n.get_ref()) => *n.get_ref(),
+        Some(n) => {
+            p.at(
+                n.span(),
+                "sni_check.max_hello_bytes",
+                format!("must be between {MIN_HELLO_BYTES} and {MAX_HELLO_BYTES}"),
+            );
+            16 * 1024
+        }
+    };
+    SniCheck {
+        mode,
+        non_tls,
+        max_hello_bytes,
+    }
 }
 
 fn pac(
@@ -374,7 +430,11 @@ fn pac(
     }
 }
 
-fn socket_addr(p: &mut Problems<'_>, v: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+pub(super) fn socket_addr(
+    p: &mut Problems<'_>,
+    v: &Spanned<String>,
+    key: &str,
+) -> Option<SocketAddr> {
     match v.get_ref().parse() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -412,7 +472,7 @@ fn nets(p: &mut Problems<'_>, list: &[Spanned<String>], key: &str) -> Vec<IpNet>
         .collect()
 }
 
-fn dur(
+pub(super) fn dur(
     p: &mut Problems<'_>,
     v: &Option<Spanned<String>>,
     key: &str,

@@ -18,35 +18,13 @@ use crate::stream::Prefixed;
 
 pub const LISTENER: &str = "explicit";
 
-/// Accepts until shutdown; each connection runs in its own task with the context that is
-/// current when it is accepted.
+/// Accepts until shutdown; over the connection limit, clients get a 503 page.
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
-    let mut shutdown = live.current().shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = crate::server::stopping(&mut shutdown) => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let ctx = live.current();
-        let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
-            tokio::spawn(overloaded(tcp));
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        ctx.tasks.clone().spawn(async move {
-            handle(&ctx, tcp, peer).await;
-            drop(permit);
-        });
-    }
+    let busy = |tcp| drop(tokio::spawn(overloaded(tcp)));
+    super::accept::serve(listener, live, busy, |ctx, tcp, peer| async move {
+        handle(&ctx, tcp, peer).await
+    })
+    .await
 }
 
 async fn overloaded(mut tcp: TcpStream) {
@@ -153,7 +131,7 @@ async fn connect(
                 rec.end(CloseReason::ClientError, Some(200));
                 return;
             }
-            tunnel::run(ctx, &mut rec, Prefixed::new(rest, tcp), hop).await;
+            tunnel::run(ctx, &mut rec, Prefixed::new(rest, tcp), &target, hop).await;
         }
     }
 }

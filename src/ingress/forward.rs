@@ -1,7 +1,8 @@
 //! Plain `http://` requests in absolute form, served by hyper on the client connection
 //! (keep-alive honoured): each request is decided, then sent in origin form to the origin
 //! (direct) or in absolute form to a parent (upstream). A CONNECT arriving later on the
-//! same connection is upgraded and tunnelled like the raw one.
+//! same connection is upgraded and tunnelled like the raw one. The transparent HTTP
+//! listener uses the same server, with origin-form requests routed by `Host`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,7 +35,33 @@ pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// The `Via` token this appliance adds.
 const VIA: &str = "1.1 lbo-proxy";
 
+/// How requests on a connection name their destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The explicit proxy: absolute-form URIs, and CONNECT.
+    Explicit,
+    /// A transparent listener: origin-form requests routed by `Host`, whose default port
+    /// is `port` (the original destination's, or 80). No CONNECT, no PAC.
+    Transparent { port: u16 },
+}
+
+impl Mode {
+    fn listener(self) -> &'static str {
+        match self {
+            Mode::Explicit => LISTENER,
+            Mode::Transparent { .. } => super::transparent_http::LISTENER,
+        }
+    }
+}
+
 pub async fn serve<S>(ctx: Arc<Context>, io: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_as(ctx, io, peer, Mode::Explicit).await
+}
+
+pub async fn serve_as<S>(ctx: Arc<Context>, io: S, peer: SocketAddr, mode: Mode)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -43,7 +70,7 @@ where
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
         let idle_hop = idle_hop.clone();
-        async move { Ok::<_, Infallible>(handle(ctx, req, peer, idle_hop).await) }
+        async move { Ok::<_, Infallible>(handle(ctx, req, peer, mode, idle_hop).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -78,14 +105,16 @@ async fn handle(
     ctx: Arc<Context>,
     req: Request<Incoming>,
     peer: SocketAddr,
+    mode: Mode,
     idle_hop: IdleHop,
 ) -> Response<ProxyBody> {
-    let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
+    let mut rec = Recorder::new(&ctx.log, mode.listener(), peer);
     rec.get().method = Some(req.method().to_string());
-    if req.method() == Method::CONNECT {
+    if req.method() == Method::CONNECT && mode == Mode::Explicit {
         return connect(ctx, rec, req).await;
     }
     rec.get().target_from = Some(TargetSource::Uri);
+    let mut default_port = 80;
     let authority = match (req.uri().scheme_str(), req.uri().authority()) {
         (Some("http"), Some(a)) => a.as_str().to_string(),
         (Some(_), Some(_)) => {
@@ -97,22 +126,37 @@ async fn handle(
                 decision: None,
             });
         }
-        _ => {
-            if let Some(pac) = crate::admin::pac_response(&ctx, &req, peer.ip()) {
-                rec.get().target = Some(req.uri().path().to_string());
-                rec.end(CloseReason::Finished, Some(pac.status().as_u16()));
-                return pac.map(|b| b.map_err(|e| match e {}).boxed());
+        (None, None) if req.method() != Method::CONNECT => {
+            let Mode::Transparent { port } = mode else {
+                return not_a_proxy_request(&ctx, &mut rec, &req, peer);
+            };
+            rec.get().target_from = Some(TargetSource::Host);
+            default_port = port;
+            match req.headers().get(header::HOST).map(|h| h.to_str()) {
+                Some(Ok(host)) if !host.is_empty() => host.to_string(),
+                _ => {
+                    rec.end(CloseReason::BadRequest, Some(400));
+                    return page(Page {
+                        status: StatusCode::BAD_REQUEST,
+                        title: "No Host header",
+                        detail: "The request names no host to forward it to.".into(),
+                        decision: None,
+                    });
+                }
             }
+        }
+        _ if mode == Mode::Explicit => return not_a_proxy_request(&ctx, &mut rec, &req, peer),
+        _ => {
             rec.end(CloseReason::BadRequest, Some(400));
             return page(Page {
                 status: StatusCode::BAD_REQUEST,
-                title: "Not a proxy request",
-                detail: "This is a forward proxy: send requests in absolute form (http://host/path) or use CONNECT.".into(),
+                title: "Unsupported request",
+                detail: "Only plain http:// requests are forwarded here.".into(),
                 decision: None,
             });
         }
     };
-    let (target, decision) = match tunnel::decide(&ctx, &mut rec, &authority, Some(80)) {
+    let (target, decision) = match tunnel::decide(&ctx, &mut rec, &authority, Some(default_port)) {
         Ok(x) => x,
         Err(d) => return page(pages::denied(&d)),
     };
@@ -144,8 +188,7 @@ async fn handle(
         Hop::New(_, auth) => auth.clone(),
     };
     let direct = decision.route == Route::Direct;
-    let outbound = match outbound_request(req, direct, parent_auth.as_deref(), &target.to_string())
-    {
+    let outbound = match outbound_request(req, direct, parent_auth.as_deref(), &authority) {
         Ok(r) => r,
         Err(e) => {
             rec.end(CloseReason::BadRequest, Some(400));
@@ -159,6 +202,28 @@ async fn handle(
         }
     };
     send(rec, hop, key, outbound, &idle_hop).await
+}
+
+/// A request the explicit proxy cannot forward: the PAC file when it asks for it (PCs
+/// fetch it from the proxy's own address), otherwise 400.
+fn not_a_proxy_request(
+    ctx: &Context,
+    rec: &mut Recorder,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    if let Some(pac) = crate::admin::pac_response(ctx, req, peer.ip()) {
+        rec.get().target = Some(req.uri().path().to_string());
+        rec.end(CloseReason::Finished, Some(pac.status().as_u16()));
+        return pac.map(|b| b.map_err(|e| match e {}).boxed());
+    }
+    rec.end(CloseReason::BadRequest, Some(400));
+    page(Page {
+        status: StatusCode::BAD_REQUEST,
+        title: "Not a proxy request",
+        detail: "This is a forward proxy: send requests in absolute form (http://host/path) or use CONNECT.".into(),
+        decision: None,
+    })
 }
 
 /// Opens a new next-hop connection for the decision; deny and failures become the page.
@@ -288,7 +353,7 @@ async fn connect(
     let tasks = ctx.tasks.clone();
     tasks.spawn(async move {
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => tunnel::run(&ctx, &mut rec, TokioIo::new(upgraded), hop).await,
+            Ok(upgraded) => tunnel::run(&ctx, &mut rec, TokioIo::new(upgraded), &target, hop).await,
             Err(e) => {
                 rec.get().error = Some(e.to_string());
                 rec.end(CloseReason::ClientError, Some(200));
@@ -319,7 +384,8 @@ fn page(p: Page<'_>) -> Response<ProxyBody> {
 }
 
 /// The request as the next hop gets it: origin form to an origin, absolute form to a
-/// parent; hop-by-hop headers removed; `Host` from the URI; `Via` added.
+/// parent; hop-by-hop headers removed; `Host` from the URI (or, for an origin-form
+/// request, `authority`: its own `Host`); `Via` added.
 fn outbound_request(
     req: Request<Incoming>,
     direct: bool,
@@ -347,11 +413,23 @@ fn outbound_request(
             .map(|p| p.as_str())
             .unwrap_or("/");
         parts.uri = path.parse::<Uri>().map_err(|e| e.to_string())?;
-    } else if let Some(auth) = parent_auth {
-        parts.headers.insert(
-            header::PROXY_AUTHORIZATION,
-            HeaderValue::from_str(auth).map_err(|e| e.to_string())?,
-        );
+    } else {
+        if parts.uri.authority().is_none() {
+            let path = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            parts.uri = format!("http://{host}{path}")
+                .parse::<Uri>()
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(auth) = parent_auth {
+            parts.headers.insert(
+                header::PROXY_AUTHORIZATION,
+                HeaderValue::from_str(auth).map_err(|e| e.to_string())?,
+            );
+        }
     }
     parts.version = http::Version::HTTP_11;
     let body = CountingBody {

@@ -1,8 +1,15 @@
 //! What accepts: the explicit proxy listener (CONNECT tunnels and absolute-form `http://`),
-//! its pure head parser, and the pages clients see when a request is refused.
+//! the transparent listeners (TLS routed by SNI, HTTP routed by `Host`), their pure
+//! parsers, and the pages clients see when a request is refused.
 
+pub mod accept;
+pub mod client_hello;
 pub mod explicit;
 pub mod forward;
 pub mod head;
+pub mod original_dst;
 pub mod pages;
+pub mod sni_check;
+pub mod transparent_http;
+pub mod transparent_tls;
 pub mod tunnel;

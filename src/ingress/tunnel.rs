@@ -1,6 +1,6 @@
 //! A CONNECT, from decision to relay, shared by the raw fast path and the HTTP server's
-//! upgrade path: decide, reach the next hop (direct or parent), then hand both streams to
-//! the relay.
+//! upgrade path: decide, reach the next hop (direct or parent), check a direct tunnel's
+//! ClientHello against the same policy (`sni_check`), then hand both streams to the relay.
 
 use std::time::Instant;
 
@@ -9,12 +9,14 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::pages::{self, Page};
+use super::sni_check;
+use crate::config::SniMode;
 use crate::egress::ConnectError;
 use crate::outcome::{millis, CloseReason, Recorder};
 use crate::policy::{self, Decision, Route, Target};
 use crate::relay::{relay, RelayStats};
 use crate::server::Context;
-use crate::stream::ServerStream;
+use crate::stream::{Prefixed, ServerStream};
 use crate::telemetry::OpenTunnel;
 
 /// A connected next hop.
@@ -119,8 +121,9 @@ pub async fn connect(
     })
 }
 
-/// Relays an established tunnel and records how it ended.
-pub async fn run<C>(ctx: &Context, rec: &mut Recorder, mut client: C, hop: NextHop)
+/// Relays an established tunnel to `target` and records how it ended. A direct tunnel
+/// first passes the SNI check (domain fronting); what it read is replayed.
+pub async fn run<C>(ctx: &Context, rec: &mut Recorder, mut client: C, target: &Target, hop: NextHop)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -128,9 +131,23 @@ where
         rec.end(CloseReason::ClientError, Some(200));
         return;
     }
-    let stats = RelayStats::default();
-    // In `lbo_active_tunnels` until the relay ends, or is dropped when cancelled.
+    // In `lbo_active_tunnels` from the 200 until the relay ends, or is dropped when
+    // cancelled (the SNI check's wait included).
     let _open = rec.get().route.map(OpenTunnel::new);
+    let check = ctx.config.sni_check;
+    let read = if rec.get().route == Some(Route::Direct) && check.mode != SniMode::Off {
+        let head = ctx.config.timeouts.head;
+        let policy = &ctx.config.policy;
+        match sni_check::guard(&check, policy, head, rec, &mut client, target).await {
+            Some(read) => read,
+            // Dropping the destination's stream closes it: nothing was sent.
+            None => return,
+        }
+    } else {
+        Bytes::new()
+    };
+    let client = Prefixed::new(read, client);
+    let stats = RelayStats::default();
     let end = relay(
         client,
         hop.stream,

@@ -36,7 +36,7 @@ pub fn status_class(status: Option<u16>) -> &'static str {
 /// Why the proxy refused a request, if it did: the decision's reason when the policy
 /// routed it to deny (`unknown_client`, `deny_rule`, `invalid_target`), otherwise the
 /// close reason when the proxy itself refused it (`internal_address`, `head_too_large`,
-/// `bad_request`). Failures of the next hop are not refusals and give `None`.
+/// `bad_request`, `sni_mismatch`). Failures of the next hop are not refusals and give `None`.
 pub fn denied(o: &Outcome) -> Option<&'static str> {
     if o.route == Some(Route::Deny) {
         return Some(
@@ -45,9 +45,10 @@ pub fn denied(o: &Outcome) -> Option<&'static str> {
         );
     }
     match o.reason {
-        CloseReason::InternalAddress | CloseReason::HeadTooLarge | CloseReason::BadRequest => {
-            Some(o.reason.as_str())
-        }
+        CloseReason::InternalAddress
+        | CloseReason::HeadTooLarge
+        | CloseReason::BadRequest
+        | CloseReason::SniMismatch => Some(o.reason.as_str()),
         _ => None,
     }
 }
@@ -79,6 +80,8 @@ mod tests {
             dns_ms: None,
             connect_ms: None,
             duration_ms: 0.0,
+            sni: None,
+            sni_mismatch: false,
             reason,
             blame: None,
             error: None,
@@ -134,6 +137,10 @@ mod tests {
         let mut o = outcome(CloseReason::InternalAddress);
         o.route = Some(Route::Direct);
         assert_eq!(denied(&o), Some("internal_address"));
+        // Domain fronting on a tunnel decided direct: refused by the SNI check.
+        let mut o = outcome(CloseReason::SniMismatch);
+        o.route = Some(Route::Direct);
+        assert_eq!(denied(&o), Some("sni_mismatch"));
 
         for r in [
             CloseReason::Finished,

@@ -330,6 +330,8 @@ mod tests {
             dns_ms: Some(3.0),
             connect_ms: Some(12.5),
             duration_ms: 60_000.0,
+            sni: None,
+            sni_mismatch: false,
             reason: CloseReason::Finished,
             blame: None,
             error: None,

@@ -295,6 +295,10 @@ fn is_root() -> bool {
 pub struct Proxy {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// Transparent TLS (SNI) listeners, as configured in `[transparent]`.
+    pub transparent_tls: Vec<SocketAddr>,
+    /// Transparent HTTP (`Host`) listeners.
+    pub transparent_http: Vec<SocketAddr>,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -411,6 +415,8 @@ access = "access.log"
         let server = lbo_proxy::Server::bind(config).await.unwrap();
         let addr = server.proxy_addrs()[0];
         let admin = server.admin_addr();
+        let transparent_tls = server.transparent_tls_addrs();
+        let transparent_http = server.transparent_http_addrs();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -423,6 +429,8 @@ access = "access.log"
         Proxy {
             addr,
             admin,
+            transparent_tls,
+            transparent_http,
             dir,
             stop: Some(tx),
             task: Some(task),

@@ -1,0 +1,23 @@
+//! The transparent HTTP listener: plain HTTP redirected to the appliance (nftables
+//! `redirect` of port 80) from PCs without a proxy setting. Requests arrive in origin
+//! form and are routed by their `Host`; the forwarding server is the explicit proxy's.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use super::forward::{self, Mode};
+use super::original_dst;
+use crate::server::Live;
+
+pub const LISTENER: &str = "transparent_http";
+
+/// Accepts until shutdown; over the connection limit, connections are closed.
+pub async fn serve(listener: TcpListener, live: Arc<Live>) {
+    super::accept::serve(listener, live, drop, |ctx, tcp, peer| async move {
+        // A `Host` without a port means the port the client was connecting to.
+        let port = original_dst::redirected(&tcp).map_or(80, |a| a.port());
+        forward::serve_as(ctx, tcp, peer, Mode::Transparent { port }).await
+    })
+    .await
+}

@@ -1,0 +1,174 @@
+//! The transparent TLS listener behind a real nftables `redirect`, in a network namespace
+//! the test creates (loopback only, nothing of the host's networks): the original
+//! destination comes back through `SO_ORIGINAL_DST`. Needs root, `ip` and `nft`; skipped
+//! (with a message) otherwise.
+
+mod support;
+
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{dns_server, Lab, Proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A namespace, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Option<Netns> {
+        let name = format!("lbotest-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return None;
+        }
+        run_in(&name, "ip", &["link", "set", "lo", "up"], None);
+        Some(Netns(name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Runs a command inside namespace `ns`, feeding it `stdin`.
+fn run_in(ns: &str, cmd: &str, args: &[&str], stdin: Option<&str>) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, cmd])
+        .args(args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "{cmd} {args:?}");
+}
+
+/// Moves the calling thread (only) into namespace `ns`.
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+    // SAFETY: setns on a valid namespace fd; it affects this thread only.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+fn client_hello(server: &str) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(server.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+#[test]
+fn redirected_port_443_keeps_its_original_destination() {
+    let nft = std::path::Path::new("/usr/sbin/nft").exists();
+    let Some(ns) = nft.then(Netns::create).flatten() else {
+        // CI runs as root with nftables installed by scripts/test: there it must run.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "needs root, ip netns and nft (scripts/test installs nftables)"
+        );
+        eprintln!("skipped: needs root, ip netns and nft");
+        return;
+    };
+    // Every socket of this test is made on this one thread, inside the namespace.
+    let handle = std::thread::spawn({
+        let name = ns.0.clone();
+        move || {
+            enter(&name);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(scenario(name))
+        }
+    });
+    let result = handle.join();
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn scenario(ns: String) {
+    // The origin really listens on 443; clients aim at 127.0.0.2:443, which nftables
+    // redirects to the transparent listener (the proxy's own connection to 127.0.0.1:443
+    // is left alone).
+    let origin = TcpListener::bind("127.0.0.1:443").await.unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = origin.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = tcp.read(&mut chunk).await {
+                    sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+        }
+    });
+    let dns = dns_server(&[("direct.test", "127.0.0.1")]).await;
+    // `tls_port = 9`: only the original destination can say 443.
+    let proxy = Proxy::start(Lab {
+        extra: "[transparent]\ntls_listen = [\"127.0.0.1:0\"]\ntls_port = 9\n",
+        ..Lab::on(dns, 443)
+    })
+    .await;
+    let port = proxy.transparent_tls[0].port();
+    let rules = format!(
+        "table ip lbotest {{\n chain out {{\n  type nat hook output priority -100\n  \
+         ip daddr 127.0.0.2 tcp dport 443 redirect to :{port}\n }}\n}}\n"
+    );
+    run_in(&ns, "nft", &["-f", "-"], Some(&rules));
+
+    let hello = client_hello("direct.test");
+    let mut tcp = TcpStream::connect("127.0.0.2:443").await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while got.lock().unwrap().len() < hello.len() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        *got.lock().unwrap(),
+        hello,
+        "the ClientHello did not reach :443"
+    );
+    drop(tcp);
+    let rec = proxy.records(1).await[0].clone();
+    assert_eq!(rec["target"], "direct.test:443");
+    assert_eq!(rec["route"], "direct");
+
+    // No SNI: the original destination itself is the target (not allowlisted, no parent).
+    let mut tcp = TcpStream::connect("127.0.0.2:443").await.unwrap();
+    tcp.write_all(&client_hello("127.0.0.2")).await.unwrap();
+    let mut buf = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+    let rec = proxy.records(2).await[1].clone();
+    assert_eq!(rec["target"], "127.0.0.2:443");
+    assert_eq!(rec["target_from"], "sni");
+    assert_eq!(rec["reason"], "no_parent");
+    proxy.stop().await;
+}
