@@ -286,3 +286,136 @@ async fn http_is_routed_by_host() {
     );
     proxy.stop().await;
 }
+
+/// Runs a real TLS client (bounded: the raw origin never answers, so it is killed).
+async fn tls_client(program: &str, args: &[String]) {
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is missing (scripts/test installs it): {e}"));
+    let _ = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_and_openssl_through_the_transparent_port() {
+    let origin = RawOrigin::start().await;
+    let proxy = lab(origin.addr.port(), vec![], "5s").await;
+    let t = proxy.transparent_tls[0];
+    tls_client(
+        "curl",
+        &[
+            "-sk".into(),
+            "--max-time".into(),
+            "3".into(),
+            "--resolve".into(),
+            format!("direct.test:{}:127.0.0.1", t.port()),
+            format!("https://direct.test:{}/", t.port()),
+        ],
+    )
+    .await;
+    tls_client(
+        "openssl",
+        &[
+            "s_client".into(),
+            "-connect".into(),
+            t.to_string(),
+            "-servername".into(),
+            "www.direct.test".into(),
+        ],
+    )
+    .await;
+    assert!(
+        origin.received(&[0x16, 0x03]).await,
+        "no ClientHello reached the origin"
+    );
+    let recs = proxy.records(2).await;
+    let targets: Vec<String> = recs
+        .iter()
+        .map(|r| r["target"].as_str().unwrap_or("").to_string())
+        .collect();
+    for name in ["direct.test", "www.direct.test"] {
+        let rec = recs
+            .iter()
+            .find(|r| r["target"] == format!("{name}:{}", origin.addr.port()))
+            .unwrap_or_else(|| panic!("{name} not logged: {targets:?}"));
+        assert_eq!(rec["listener"], "transparent_tls");
+        assert_eq!(rec["route"], "direct");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transparent_and_explicit_listeners_decide_like_route() {
+    let origin = RawOrigin::start().await;
+    let proxy = lab(origin.addr.port(), vec![], "5s").await;
+    let port = origin.addr.port();
+    let names = [
+        "direct.test",
+        "www.direct.test",
+        "a.b.direct.test",
+        "DIRECT.test",
+        "direct.test.evil.test",
+        "xdirect.test",
+        "deny.test",
+        "other.test",
+        "upstream.test",
+    ];
+    let t = proxy.transparent_tls[0];
+    let mut clients = Vec::new();
+    for name in names {
+        let s_client = vec![
+            "s_client".to_string(),
+            "-connect".into(),
+            t.to_string(),
+            "-servername".into(),
+            name.to_string(),
+        ];
+        let explicit = vec![
+            "-s".to_string(),
+            "--max-time".into(),
+            "3".into(),
+            "-p".into(),
+            "-x".into(),
+            proxy.url(),
+            format!("http://{name}:{port}/"),
+        ];
+        clients.push(async move {
+            tls_client("openssl", &s_client).await;
+            tls_client("curl", &explicit).await;
+        });
+    }
+    one_after_another(clients).await;
+    let recs = proxy.records(2 * names.len()).await;
+    let config = proxy.dir.path().join("lbo-proxy.toml");
+    for name in names {
+        let target = format!("{}:{port}", name.to_lowercase());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbo-proxy"))
+            .args(["route", "--config"])
+            .arg(&config)
+            .args(["--client", "127.0.0.1", &target])
+            .output()
+            .unwrap();
+        let want: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for listener in ["transparent_tls", "explicit"] {
+            let rec = recs
+                .iter()
+                .find(|r| r["listener"] == listener && r["target"] == target)
+                .unwrap_or_else(|| panic!("{listener} did not log {target}: {recs:?}"));
+            assert_eq!(rec["route"], want["route"], "{listener} {target}");
+            assert_eq!(rec["decision"], want["reason"], "{listener} {target}");
+            assert_eq!(rec["rule"], want["rule"], "{listener} {target}");
+        }
+    }
+    proxy.stop().await;
+}
+
+/// Runs the clients one after another: each is bounded, and the log stays in order.
+async fn one_after_another<F: std::future::Future<Output = ()>>(clients: Vec<F>) {
+    for c in clients {
+        c.await;
+    }
+}
