@@ -3,14 +3,14 @@
 //! to prove the page renders those facts and makes a non-trivial screenshot. A missing
 //! Chromium fails the test: scripts/test installs it.
 
+mod support;
+
+use support::browser::chromium;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use sha2::{Digest, Sha256};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -65,59 +65,6 @@ fn html_text(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-/// Runs the command, killing its whole process group if it outlives the timeout.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
-    use std::os::unix::process::CommandExt;
-    let child = cmd
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let pid = child.id();
-    let start = Instant::now();
-    let waiter = std::thread::spawn(move || child.wait_with_output());
-    while !waiter.is_finished() {
-        if start.elapsed() > timeout {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            panic!("{cmd:?} took longer than {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    waiter.join().unwrap().unwrap()
-}
-
-fn chromium(profile_dir: &Path, extra: &[&str], page: &Path) -> Output {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install the Debian package chromium (scripts/test does)"
-    );
-    let mut cmd = Command::new(CHROMIUM);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ])
-    .arg(format!("--user-data-dir={}", profile_dir.display()))
-    .args(extra)
-    .arg(format!("file://{}", page.display()));
-    let out = run_bounded(cmd, BROWSER_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 struct Case {
@@ -175,7 +122,8 @@ fn check(case: Case) {
     assert!(!page.contains("<link") && !page.contains("<script") && !page.contains("src="));
 
     let profile = dir.path().join("chromium");
-    let dom = chromium(&profile, &["--dump-dom"], &html);
+    let page = format!("file://{}", html.display());
+    let dom = chromium(&profile, &["--dump-dom"], &page);
     let dom = String::from_utf8_lossy(&dom.stdout);
     for fact in &facts {
         assert!(dom.contains(fact.as_str()), "{fact:?} missing from the DOM");
@@ -189,7 +137,7 @@ fn check(case: Case) {
             &format!("--screenshot={}", png.display()),
             "--window-size=1280,2000",
         ],
-        &html,
+        &page,
     );
     let bytes = std::fs::read(&png).expect("no screenshot");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::tls::client_hello;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -68,23 +70,6 @@ async fn lab(origin: &RawOrigin, extra: &str) -> Proxy {
         ..Lab::on(dns_server(RECORDS).await, origin.addr.port())
     })
     .await
-}
-
-/// A ClientHello from rustls for `name`; rustls sends no SNI for an IP address.
-fn client_hello(name: &str) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).unwrap();
-    }
-    out
 }
 
 /// Opens a CONNECT tunnel to `authority` and checks the proxy's 200.

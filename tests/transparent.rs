@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::tls::client_hello;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,23 +65,6 @@ impl RawOrigin {
         }
         false
     }
-}
-
-/// A real ClientHello (rustls) naming `server`; an IP address sends no SNI.
-fn client_hello(server: &str) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(server.to_string()).unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).unwrap();
-    }
-    out
 }
 
 /// A lab with one transparent listener of each kind; SNI targets get the origin's port.

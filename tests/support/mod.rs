@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod scrape;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
