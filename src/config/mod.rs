@@ -5,8 +5,10 @@
 pub mod allowlists;
 pub mod duration;
 pub mod error;
+mod pac;
 pub mod schema;
 pub mod transparent;
+mod upstream;
 pub mod validate;
 
 use std::net::SocketAddr;

@@ -7,18 +7,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use ipnet::IpNet;
 use toml::Spanned;
 
 use super::allowlists::{self, LoadedCategory, BUILTIN};
 use super::error::{ConfigError, Problem, Problems};
+use super::pac::pac;
 use super::schema::{self, File};
+use super::upstream::upstream;
 use super::{
-    duration, AccessLogTarget, Config, DirectConfig, Limits, NonTls, ParentConfig, ParentTls,
-    SniCheck, SniMode, Timeouts, UpstreamConfig,
+    duration, AccessLogTarget, Config, DirectConfig, Limits, NonTls, SniCheck, SniMode, Timeouts,
 };
-use crate::admin::pac::{PacMode, PacSettings};
 use crate::policy::{PolicySpec, ProfileSpec, SegmentSpec, Snapshot};
 
 /// The α′ cases, always defined: case ① 認証等, ② + コミュニケーション, ③ + 外部共有.
@@ -69,7 +68,7 @@ pub fn from_str(name: &Path, text: &str, base: Option<&Path>) -> Result<Config, 
     }
 }
 
-fn resolve(base: Option<&Path>, path: &str) -> PathBuf {
+pub(super) fn resolve(base: Option<&Path>, path: &str) -> PathBuf {
     match base {
         Some(b) => b.join(path),
         None => PathBuf::from(path),
@@ -346,90 +345,6 @@ fn sni_check(p: &mut Problems<'_>, s: &schema::SniCheck) -> SniCheck {
     }
 }
 
-fn pac(
-    p: &mut Problems<'_>,
-    pac: &schema::Pac,
-    listen: &[SocketAddr],
-    upstream: &UpstreamConfig,
-) -> PacSettings {
-    let mode = match pac.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
-        None | Some((_, "all")) => PacMode::All,
-        Some((_, "split")) => PacMode::Split,
-        Some((m, other)) => {
-            p.at(
-                m.span(),
-                "pac.mode",
-                format!("{other:?}: use \"all\" or \"split\""),
-            );
-            PacMode::All
-        }
-    };
-    let mut addresses = |list: &[Spanned<String>], key: &str| -> Vec<String> {
-        list.iter()
-            .filter_map(
-                |a| match crate::policy::Target::parse_authority(a.get_ref(), None) {
-                    Ok(t) => Some(t.to_string()),
-                    Err(e) => {
-                        p.at(
-                            a.span(),
-                            key,
-                            format!("{:?}: {e} (want host:port)", a.get_ref()),
-                        );
-                        None
-                    }
-                },
-            )
-            .collect()
-    };
-    let mut proxies = addresses(&pac.proxies, "pac.proxies");
-    let security_cloud = if pac.security_cloud.is_empty() {
-        upstream.parents.iter().map(|x| x.address.clone()).collect()
-    } else {
-        addresses(&pac.security_cloud, "pac.security_cloud")
-    };
-    if pac.proxies.is_empty() {
-        proxies = listen.iter().map(|a| a.to_string()).collect();
-        if listen.iter().any(|a| a.ip().is_unspecified()) {
-            p.file(
-                "pac.proxies",
-                "proxy.listen has an unspecified address (0.0.0.0 or ::): name the appliance as PCs reach it in [pac] proxies",
-            );
-        }
-    }
-    if mode == PacMode::Split && security_cloud.is_empty() {
-        let span = pac.mode.as_ref().map(|m| m.span()).unwrap_or_default();
-        p.at(
-            span,
-            "pac.mode",
-            "split needs [pac] security_cloud or an upstream parent",
-        );
-    }
-    let mut internal_names = Vec::new();
-    let mut internal_networks = Vec::new();
-    for i in &pac.internal {
-        let text = i.get_ref();
-        if let Ok(net) = text.parse::<IpNet>() {
-            internal_networks.push(net);
-            continue;
-        }
-        match crate::policy::domain::DomainPattern::parse(text) {
-            Ok(d) => internal_names.push(d),
-            Err(e) => p.at(
-                i.span(),
-                "pac.internal",
-                format!("{text:?}: not a network or domain pattern: {e}"),
-            ),
-        }
-    }
-    PacSettings {
-        mode,
-        proxies,
-        security_cloud,
-        internal_names,
-        internal_networks,
-    }
-}
-
 pub(super) fn socket_addr(
     p: &mut Problems<'_>,
     v: &Spanned<String>,
@@ -502,165 +417,6 @@ fn positive(p: &mut Problems<'_>, v: &Option<Spanned<usize>>, key: &str, default
             p.at(n.span(), key, "must be greater than zero");
             default
         }
-    }
-}
-
-fn upstream(p: &mut Problems<'_>, u: &schema::Upstream, base: Option<&Path>) -> UpstreamConfig {
-    let mut names = HashSet::new();
-    let mut parents = Vec::new();
-    for parent in &u.parents {
-        let name = parent.name.get_ref();
-        if !allowlists::valid_name(name) {
-            p.at(
-                parent.name.span(),
-                "upstream.parent.name",
-                "use lower-case letters, digits and '-'",
-            );
-        }
-        if !names.insert(name.clone()) {
-            p.at(
-                parent.name.span(),
-                "upstream.parent.name",
-                format!("duplicate parent {name:?}"),
-            );
-        }
-        let address = parent.address.get_ref();
-        let host = match crate::policy::Target::parse_authority(address, None) {
-            Ok(t) => t.host.to_string().trim_matches(['[', ']']).to_string(),
-            Err(e) => {
-                p.at(
-                    parent.address.span(),
-                    "upstream.parent.address",
-                    format!("{address:?}: {e} (want host:port)"),
-                );
-                continue;
-            }
-        };
-        let tls = parent.tls.then(|| ParentTls {
-            server_name: parent
-                .tls_server_name
-                .as_ref()
-                .map(|s| s.get_ref().clone())
-                .unwrap_or(host),
-            ca_file: parent
-                .tls_ca_file
-                .as_ref()
-                .map(|f| resolve(base, f.get_ref())),
-        });
-        if let Some(t) = &tls {
-            // Checked here so `check` (and the unit's ExecStartPre) catches what would
-            // otherwise fail only when the proxy starts.
-            let span = parent
-                .tls_server_name
-                .as_ref()
-                .map(|s| s.span())
-                .unwrap_or(parent.address.span());
-            if rustls::pki_types::ServerName::try_from(t.server_name.as_str()).is_err() {
-                p.at(
-                    span,
-                    "upstream.parent.tls_server_name",
-                    format!("{:?} is not a valid TLS server name", t.server_name),
-                );
-            }
-            if let (Some(path), Some(spanned)) = (&t.ca_file, &parent.tls_ca_file) {
-                if let Err(e) = std::fs::read(path) {
-                    p.at(
-                        spanned.span(),
-                        "upstream.parent.tls_ca_file",
-                        format!("{}: {e}", path.display()),
-                    );
-                }
-            }
-        }
-        if !parent.tls && (parent.tls_server_name.is_some() || parent.tls_ca_file.is_some()) {
-            let span = parent.name.span();
-            p.at(
-                span,
-                "upstream.parent.tls",
-                "tls_server_name/tls_ca_file need tls = true",
-            );
-        }
-        let password = match (&parent.password, &parent.password_file) {
-            (Some(_), Some(f)) => {
-                p.at(
-                    f.span(),
-                    "upstream.parent.password_file",
-                    "give password or password_file, not both",
-                );
-                None
-            }
-            (Some(pw), None) => Some(pw.get_ref().clone()),
-            (None, Some(f)) => match std::fs::read_to_string(resolve(base, f.get_ref())) {
-                Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_string()),
-                Err(e) => {
-                    p.at(
-                        f.span(),
-                        "upstream.parent.password_file",
-                        format!("cannot read: {e}"),
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
-        };
-        let proxy_authorization = match (&parent.username, password) {
-            (Some(user), Some(pw)) => {
-                if user.get_ref().contains(':') {
-                    p.at(
-                        user.span(),
-                        "upstream.parent.username",
-                        "must not contain ':'",
-                    );
-                }
-                let raw = format!("{}:{pw}", user.get_ref());
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                ))
-            }
-            (None, None) => None,
-            _ => {
-                p.at(
-                    parent.name.span(),
-                    "upstream.parent",
-                    "username and password go together",
-                );
-                None
-            }
-        };
-        parents.push(ParentConfig {
-            name: Arc::from(name.as_str()),
-            address: address.clone(),
-            tls,
-            proxy_authorization,
-        });
-    }
-    let mut count = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
-        None => default,
-        Some(n) if *n.get_ref() > 0 => *n.get_ref(),
-        Some(n) => {
-            p.at(n.span(), key, "must be greater than zero");
-            default
-        }
-    };
-    let fall = count(&u.fall, "upstream.fall", 3);
-    let rise = count(&u.rise, "upstream.rise", 2);
-    UpstreamConfig {
-        parents,
-        health_interval: dur(
-            p,
-            &u.health_interval,
-            "upstream.health_interval",
-            Duration::from_secs(5),
-        ),
-        health_timeout: dur(
-            p,
-            &u.health_timeout,
-            "upstream.health_timeout",
-            Duration::from_secs(3),
-        ),
-        fall,
-        rise,
     }
 }
 
