@@ -179,7 +179,7 @@ impl Recorder {
                 time: rfc3339(SystemTime::now()),
                 listener,
                 client: client.ip().to_string(),
-                ..empty()
+                ..Outcome::default()
             },
             client: client.ip(),
             started: Instant::now(),
@@ -221,40 +221,43 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         self.outcome.duration_ms = millis(self.started.elapsed());
         self.outcome.blame = self.outcome.reason.blame();
-        let outcome = std::mem::replace(&mut self.outcome, empty());
+        let outcome = std::mem::take(&mut self.outcome);
         // Metrics first: they count every record, even when the log is off or full.
         crate::telemetry::metrics().record(&outcome);
         self.log.write(outcome);
     }
 }
 
-fn empty() -> Outcome {
-    Outcome {
-        time: String::new(),
-        listener: "",
-        client: String::new(),
-        segment: None,
-        profile: None,
-        method: None,
-        target: None,
-        target_from: None,
-        route: None,
-        category: None,
-        rule: None,
-        decision: None,
-        parent: None,
-        server: None,
-        status: None,
-        bytes_up: 0,
-        bytes_down: 0,
-        dns_ms: None,
-        connect_ms: None,
-        duration_ms: 0.0,
-        sni: None,
-        sni_mismatch: false,
-        reason: CloseReason::Cancelled,
-        blame: None,
-        error: None,
+/// A blank record: what a new connection starts from.
+impl Default for Outcome {
+    fn default() -> Outcome {
+        Outcome {
+            time: String::new(),
+            listener: "",
+            client: String::new(),
+            segment: None,
+            profile: None,
+            method: None,
+            target: None,
+            target_from: None,
+            route: None,
+            category: None,
+            rule: None,
+            decision: None,
+            parent: None,
+            server: None,
+            status: None,
+            bytes_up: 0,
+            bytes_down: 0,
+            dns_ms: None,
+            connect_ms: None,
+            duration_ms: 0.0,
+            sni: None,
+            sni_mismatch: false,
+            reason: CloseReason::Cancelled,
+            blame: None,
+            error: None,
+        }
     }
 }
 

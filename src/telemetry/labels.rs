@@ -60,31 +60,10 @@ mod tests {
 
     fn outcome(reason: CloseReason) -> Outcome {
         Outcome {
-            time: String::new(),
             listener: "explicit",
             client: "192.0.2.1".into(),
-            segment: None,
-            profile: None,
-            method: None,
-            target: None,
-            target_from: None,
-            route: None,
-            category: None,
-            rule: None,
-            decision: None,
-            parent: None,
-            server: None,
-            status: None,
-            bytes_up: 0,
-            bytes_down: 0,
-            dns_ms: None,
-            connect_ms: None,
-            duration_ms: 0.0,
-            sni: None,
-            sni_mismatch: false,
             reason,
-            blame: None,
-            error: None,
+            ..Outcome::default()
         }
     }
 
