@@ -268,14 +268,14 @@ async fn lookalikes_and_wrong_ports_never_go_direct() {
         let allowed = host.eq_ignore_ascii_case("DIRECT.TEST.") || host == "[::ffff:127.0.0.1]";
         assert_eq!(went_direct, allowed, "{host}: {r:?}");
     }
-    // The allowlisted name on a port its rule does not list goes upstream (here: 503).
+    // The allowlisted name on a port its rule does not list is refused.
     let r = curl(
         &proxy,
         &format!("http://direct.test:{}/", closed_port()),
         true,
     )
     .await;
-    assert_eq!(r.connect, 503, "{r:?}");
+    assert_eq!(r.connect, 403, "{r:?}");
     proxy.stop().await;
 }
 
@@ -320,8 +320,8 @@ async fn bad_requests_get_400() {
     }
     let r = curl(&proxy, "http://direct.test/", false).await;
     assert_eq!(
-        r.status, 503,
-        "no port: default 80, not allowlisted → upstream; {r:?}"
+        r.status, 403,
+        "no port: default 80, not the rule's port → refused; {r:?}"
     );
     proxy.stop().await;
 }

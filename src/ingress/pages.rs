@@ -87,6 +87,10 @@ pub fn denied(d: &Decision) -> Page<'_> {
             d.rule.as_deref().unwrap_or("?")
         ),
         Reason::InvalidTarget => "The destination is not a valid host and port.".to_string(),
+        Reason::PortNotAllowlisted => format!(
+            "The destination breaks out locally by rule {}, but not on this port.",
+            d.rule.as_deref().unwrap_or("?")
+        ),
         _ => "The destination is refused.".to_string(),
     };
     Page {

@@ -2,8 +2,10 @@
 //!
 //! Precedence: an unknown client is denied; the profile's deny categories come first; then
 //! the allowlists of the profile's direct categories, where name (or IP network) *and* port
-//! must match, most specific pattern winning; everything else goes upstream. No branch
-//! returns `Direct` without a matching rule of an enabled category.
+//! must match, most specific pattern winning; a name that matches such a rule on a port
+//! the rule does not list is refused (a breakout name on an odd port is a tunnel nobody
+//! asked for); everything else goes upstream. No branch returns `Direct` without a
+//! matching rule of an enabled category.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,7 +34,7 @@ pub enum Reason {
     Allowlisted,
     /// No rule of an enabled category matched.
     NotAllowlisted,
-    /// The name matched an enabled rule but the port is not one it allows.
+    /// The name matched an enabled rule but the port is not one it allows: refused.
     PortNotAllowlisted,
     /// Matched a rule of a category the profile denies.
     DenyRule,
@@ -139,7 +141,7 @@ fn decide_in(snap: &Snapshot, profile: &Profile, target: &Target) -> Decision {
     } else if let Some((_, rid)) = direct {
         (Route::Direct, Reason::Allowlisted, Some(rid))
     } else if let Some((_, rid)) = wrong_port {
-        (Route::Upstream, Reason::PortNotAllowlisted, Some(rid))
+        (Route::Deny, Reason::PortNotAllowlisted, Some(rid))
     } else {
         (Route::Upstream, Reason::NotAllowlisted, None)
     };

@@ -127,7 +127,7 @@ fn decision_table() {
         (
             "10.1.1.1",
             "login.microsoftonline.com:8443",
-            Upstream,
+            Deny,
             PortNotAllowlisted,
             Some("m365-auth/entra"),
         ),
