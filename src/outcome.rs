@@ -43,6 +43,14 @@ pub enum CloseReason {
     /// A direct tunnel's first bytes named another host than one that goes direct
     /// (domain fronting), or were not the TLS the check requires.
     SniMismatch,
+    /// A request head with more header fields than `limits.max_headers` (431).
+    TooManyHeaders,
+    /// `limits.max_connections` reached: the connection was refused at accept (503).
+    ConnectionLimit,
+    /// The client address holds `limits.max_connections_per_client` already (429).
+    ClientConnectionLimit,
+    /// The tunnel reached `limits.max_tunnel_lifetime` and was closed.
+    TunnelLifetime,
 }
 
 /// Who failed, when something did.
@@ -90,19 +98,27 @@ impl CloseReason {
             ParentFailed => "parent_failed",
             Cancelled => "cancelled",
             SniMismatch => "sni_mismatch",
+            TooManyHeaders => "too_many_headers",
+            ConnectionLimit => "connection_limit",
+            ClientConnectionLimit => "client_connection_limit",
+            TunnelLifetime => "tunnel_lifetime",
         }
     }
 
     pub fn blame(self) -> Option<Blame> {
         use CloseReason::*;
         match self {
-            Finished | Denied | Cancelled | Shutdown | IdleTimeout => None,
-            ClientError | BadRequest | HeadTimeout | HeadTooLarge | SniMismatch => {
-                Some(Blame::Client)
-            }
+            Finished | Denied | Cancelled | Shutdown | IdleTimeout | TunnelLifetime => None,
+            ClientError
+            | BadRequest
+            | HeadTimeout
+            | HeadTooLarge
+            | SniMismatch
+            | TooManyHeaders
+            | ClientConnectionLimit => Some(Blame::Client),
             ServerError | DnsFailed | DnsTimeout | ConnectFailed | ConnectTimeout | ParentsDown
             | ParentRefused | ParentFailed => Some(Blame::NextHop),
-            InternalAddress | NoParent => Some(Blame::Proxy),
+            InternalAddress | NoParent | ConnectionLimit => Some(Blame::Proxy),
         }
     }
 }
@@ -159,6 +175,9 @@ pub struct Outcome {
     pub sni: Option<String>,
     /// The SNI check failed; with `reason` other than `sni_mismatch`, it was only logged.
     pub sni_mismatch: bool,
+    /// The `Host` header of an absolute-form request when it names another host than
+    /// the URI (the URI decides).
+    pub host_mismatch: Option<String>,
     pub reason: CloseReason,
     pub blame: Option<Blame>,
     pub error: Option<String>,
@@ -254,6 +273,7 @@ impl Default for Outcome {
             duration_ms: 0.0,
             sni: None,
             sni_mismatch: false,
+            host_mismatch: None,
             reason: CloseReason::Cancelled,
             blame: None,
             error: None,
@@ -421,6 +441,10 @@ mod tests {
             ParentFailed,
             Cancelled,
             SniMismatch,
+            TooManyHeaders,
+            ConnectionLimit,
+            ClientConnectionLimit,
+            TunnelLifetime,
         ] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }

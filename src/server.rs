@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::egress::direct::DirectConnector;
 use crate::egress::parent::ParentPool;
+use crate::ingress::admission::Admission;
 use crate::outcome::AccessLog;
 use crate::{admin, ingress, systemd};
 
@@ -29,8 +30,9 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     /// Becomes true when the drain time is over and open tunnels must close.
     drain_over: watch::Receiver<bool>,
-    /// Open client connections, bounded by `limits.max_connections`.
-    pub connections: Arc<Semaphore>,
+    /// Open client connections, bounded by `limits.max_connections` overall and
+    /// `limits.max_connections_per_client` per address; shared across reloads.
+    pub admission: Arc<Admission>,
     pub tasks: TaskTracker,
 }
 
@@ -41,7 +43,7 @@ impl Context {
     }
 
     /// A context for `config`, reusing what does not change from `old`: the access-log
-    /// writer (same target), the connection limit (same size), parent health.
+    /// writer (same target), the open-connection counts (with the new limits), parent health.
     async fn build(config: Config, old: &Context) -> anyhow::Result<Context> {
         let log = if config.access_log == old.config.access_log {
             old.log.clone()
@@ -50,11 +52,11 @@ impl Context {
                 .await
                 .context("opening the access log")?
         };
-        let connections = if config.limits.max_connections == old.config.limits.max_connections {
-            old.connections.clone()
-        } else {
-            Arc::new(Semaphore::new(config.limits.max_connections))
-        };
+        let admission = old.admission.clone();
+        admission.set_limits(
+            config.limits.max_connections,
+            config.limits.max_connections_per_client,
+        );
         let direct = DirectConnector::new(&config.direct, &config.timeouts)
             .context("setting up the direct route's resolver")?;
         let parents = ParentPool::new(&config.upstream, config.timeouts.connect)
@@ -67,7 +69,7 @@ impl Context {
             log,
             shutdown: old.shutdown.clone(),
             drain_over: old.drain_over.clone(),
-            connections,
+            admission,
             tasks: old.tasks.clone(),
         })
     }
@@ -217,7 +219,10 @@ impl Server {
             (config.source != Path::new(config::EMBEDDED_NAME)).then(|| config.source.clone());
         crate::telemetry::metrics().config_loaded(&config);
         let ctx = Arc::new(Context {
-            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            admission: Admission::new(
+                config.limits.max_connections,
+                config.limits.max_connections_per_client,
+            ),
             config: Arc::new(config),
             direct,
             parents,

@@ -5,6 +5,7 @@
 pub mod allowlists;
 pub mod duration;
 pub mod error;
+pub mod limits;
 mod pac;
 pub mod schema;
 pub mod transparent;
@@ -45,6 +46,7 @@ pub struct Config {
     pub pac: crate::admin::pac::PacSettings,
     pub sni_check: SniCheck,
     pub transparent: transparent::Transparent,
+    pub access: limits::Access,
 }
 
 /// The domain-fronting guard: a direct tunnel's ClientHello must name a host that is
@@ -136,6 +138,12 @@ pub struct Timeouts {
 pub struct Limits {
     pub max_head_bytes: usize,
     pub max_connections: usize,
+    /// Header fields in one request head (more: 431).
+    pub max_headers: usize,
+    /// Open connections of one client address (more: 429).
+    pub max_connections_per_client: usize,
+    /// Longest a tunnel may stay open; `None`: no limit.
+    pub max_tunnel_lifetime: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

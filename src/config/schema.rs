@@ -33,6 +33,16 @@ pub struct File {
     pub sni_check: SniCheck,
     #[serde(default)]
     pub transparent: Transparent,
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// Who may use the proxy beyond the segments' networks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// What a client outside every segment gets: `deny` (a 403 page) or `close`.
+    pub unknown_client: Option<Spanned<String>>,
 }
 
 /// Transparent listeners: traffic redirected to the appliance (nftables `redirect`)
@@ -194,6 +204,12 @@ pub struct Timeouts {
 pub struct Limits {
     pub max_head_bytes: Option<Spanned<usize>>,
     pub max_connections: Option<Spanned<usize>>,
+    /// Header fields in one request head.
+    pub max_headers: Option<Spanned<usize>>,
+    /// Open connections of one client address.
+    pub max_connections_per_client: Option<Spanned<usize>>,
+    /// Longest a tunnel may stay open, busy or not; absent: no limit.
+    pub max_tunnel_lifetime: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,9 +15,7 @@ use super::error::{ConfigError, Problem, Problems};
 use super::pac::pac;
 use super::schema::{self, File};
 use super::upstream::upstream;
-use super::{
-    duration, AccessLogTarget, Config, DirectConfig, Limits, NonTls, SniCheck, SniMode, Timeouts,
-};
+use super::{duration, AccessLogTarget, Config, DirectConfig, NonTls, SniCheck, SniMode, Timeouts};
 use crate::policy::{PolicySpec, ProfileSpec, SegmentSpec, Snapshot};
 
 /// The α′ cases, always defined: case ① 認証等, ② + コミュニケーション, ③ + 外部共有.
@@ -231,20 +229,8 @@ fn build(
             Duration::from_secs(30),
         ),
     };
-    let limits = Limits {
-        max_head_bytes: positive(
-            p,
-            &file.limits.max_head_bytes,
-            "limits.max_head_bytes",
-            64 * 1024,
-        ),
-        max_connections: positive(
-            p,
-            &file.limits.max_connections,
-            "limits.max_connections",
-            100_000,
-        ),
-    };
+    let limits = super::limits::limits(p, &file.limits);
+    let access = super::limits::access(p, &file.access);
     let access_log = match &file.log.access {
         None => AccessLogTarget::Stdout,
         Some(a) => match a.get_ref().as_str() {
@@ -290,6 +276,7 @@ fn build(
         pac,
         sni_check,
         transparent,
+        access,
     })
 }
 
@@ -409,7 +396,12 @@ pub(super) fn dur(
     }
 }
 
-fn positive(p: &mut Problems<'_>, v: &Option<Spanned<usize>>, key: &str, default: usize) -> usize {
+pub(super) fn positive(
+    p: &mut Problems<'_>,
+    v: &Option<Spanned<usize>>,
+    key: &str,
+    default: usize,
+) -> usize {
     match v {
         None => default,
         Some(n) if *n.get_ref() > 0 => *n.get_ref(),

@@ -18,23 +18,17 @@ use crate::stream::Prefixed;
 
 pub const LISTENER: &str = "explicit";
 
-/// Accepts until shutdown; over the connection limit, clients get a 503 page.
+/// Accepts until shutdown; over a connection limit, clients get a 503 or 429 page.
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
-    let busy = |tcp| drop(tokio::spawn(overloaded(tcp)));
-    super::accept::serve(listener, live, busy, |ctx, tcp, peer| async move {
-        handle(&ctx, tcp, peer).await
-    })
+    let answer = super::accept::Answer::Http;
+    super::accept::serve(
+        listener,
+        live,
+        LISTENER,
+        answer,
+        |ctx, tcp, peer| async move { handle(&ctx, tcp, peer).await },
+    )
     .await
-}
-
-async fn overloaded(mut tcp: TcpStream) {
-    let page = Page {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        title: "Proxy busy",
-        detail: "The appliance has reached its connection limit.".into(),
-        decision: None,
-    };
-    let _ = tcp.write_all(&page.raw_response()).await;
 }
 
 async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {

@@ -3,6 +3,7 @@
 //! parsers, and the pages clients see when a request is refused.
 
 pub mod accept;
+pub mod admission;
 pub mod client_hello;
 pub mod explicit;
 pub mod forward;

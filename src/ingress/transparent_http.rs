@@ -12,12 +12,19 @@ use crate::server::Live;
 
 pub const LISTENER: &str = "transparent_http";
 
-/// Accepts until shutdown; over the connection limit, connections are closed.
+/// Accepts until shutdown; over a connection limit, connections are answered with a 503 or 429 page.
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
-    super::accept::serve(listener, live, drop, |ctx, tcp, peer| async move {
-        // A `Host` without a port means the port the client was connecting to.
-        let port = original_dst::redirected(&tcp).map_or(80, |a| a.port());
-        forward::serve_as(ctx, tcp, peer, Mode::Transparent { port }).await
-    })
+    let answer = super::accept::Answer::Http;
+    super::accept::serve(
+        listener,
+        live,
+        LISTENER,
+        answer,
+        |ctx, tcp, peer| async move {
+            // A `Host` without a port means the port the client was connecting to.
+            let port = original_dst::redirected(&tcp).map_or(80, |a| a.port());
+            forward::serve_as(ctx, tcp, peer, Mode::Transparent { port }).await
+        },
+    )
     .await
 }

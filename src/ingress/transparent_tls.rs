@@ -20,11 +20,16 @@ use crate::stream::Prefixed;
 
 pub const LISTENER: &str = "transparent_tls";
 
-/// Accepts until shutdown; over the connection limit, connections are closed.
+/// Accepts until shutdown; over a connection limit, connections are closed.
 pub async fn serve(listener: TcpListener, live: Arc<Live>) {
-    super::accept::serve(listener, live, drop, |ctx, tcp, peer| async move {
-        handle(&ctx, tcp, peer).await
-    })
+    let answer = super::accept::Answer::Close;
+    super::accept::serve(
+        listener,
+        live,
+        LISTENER,
+        answer,
+        |ctx, tcp, peer| async move { handle(&ctx, tcp, peer).await },
+    )
     .await
 }
 

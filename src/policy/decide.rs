@@ -90,6 +90,11 @@ impl Decision {
         }
     }
 
+    /// The decision for a client address in no segment.
+    pub fn unknown_client() -> Decision {
+        Decision::new(Route::Deny, Reason::UnknownClient)
+    }
+
     /// The decision for a request whose target could not be parsed.
     pub fn invalid_target() -> Decision {
         Decision::new(Route::Deny, Reason::InvalidTarget)
@@ -99,7 +104,7 @@ impl Decision {
 /// Decides for a client address: its segment (longest prefix) selects the profile.
 pub fn decide(snap: &Snapshot, client: IpAddr, target: &Target) -> Decision {
     let Some(&seg) = snap.clients.longest(client) else {
-        return Decision::new(Route::Deny, Reason::UnknownClient);
+        return Decision::unknown_client();
     };
     let segment = &snap.segments[seg];
     let mut d = decide_in(snap, &snap.profiles[segment.profile], target);

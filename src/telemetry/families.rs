@@ -40,6 +40,8 @@ pub(super) struct Families {
     pub(super) allowlist_entries: IntGaugeVec,
     pub(super) access_log_dropped: IntCounter,
     pub(super) build_info: IntGaugeVec,
+    pub(super) limit_hits: IntCounterVec,
+    pub(super) accept_errors: IntCounterVec,
 }
 
 impl Families {
@@ -162,7 +164,25 @@ impl Families {
                 "Always 1; the version of the running lbo-proxy.",
                 &["version"],
             )?,
+            limit_hits: counters(
+                r,
+                "lbo_limit_hits_total",
+                "Connections and requests ended by a configured limit or timeout: head_timeout, head_bytes, header_count, connections, connections_per_client, connect_timeout, dns_timeout, idle_timeout, tunnel_lifetime (docs/limits.md).",
+                &["limit"],
+            )?,
+            accept_errors: counters(
+                r,
+                "lbo_accept_errors_total",
+                "Failed accepts on a listener, by kind (fd_limit: EMFILE/ENFILE, memory, other); the listener backs off and goes on.",
+                &["kind"],
+            )?,
         };
+        for limit in super::labels::LIMITS {
+            f.limit_hits.get_metric_with_label_values(&[limit])?;
+        }
+        for kind in super::labels::ACCEPT_ERRORS {
+            f.accept_errors.get_metric_with_label_values(&[kind])?;
+        }
         // Known label values start at zero, so dashboards and alerts see series, not gaps.
         for result in ["success", "failure"] {
             f.reloads.get_metric_with_label_values(&[result])?;

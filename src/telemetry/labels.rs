@@ -48,9 +48,42 @@ pub fn denied(o: &Outcome) -> Option<&'static str> {
         CloseReason::InternalAddress
         | CloseReason::HeadTooLarge
         | CloseReason::BadRequest
-        | CloseReason::SniMismatch => Some(o.reason.as_str()),
+        | CloseReason::SniMismatch
+        | CloseReason::TooManyHeaders => Some(o.reason.as_str()),
         _ => None,
     }
+}
+
+/// Every `limit` label of `lbo_limit_hits_total`.
+pub const LIMITS: [&str; 9] = [
+    "head_timeout",
+    "head_bytes",
+    "header_count",
+    "connections",
+    "connections_per_client",
+    "connect_timeout",
+    "dns_timeout",
+    "idle_timeout",
+    "tunnel_lifetime",
+];
+
+/// Every `kind` label of `lbo_accept_errors_total`.
+pub const ACCEPT_ERRORS: [&str; 3] = ["fd_limit", "memory", "other"];
+
+/// The configured limit or timeout that ended this record, if one did.
+pub fn limit(o: &Outcome) -> Option<&'static str> {
+    Some(match o.reason {
+        CloseReason::HeadTimeout => "head_timeout",
+        CloseReason::HeadTooLarge => "head_bytes",
+        CloseReason::TooManyHeaders => "header_count",
+        CloseReason::ConnectionLimit => "connections",
+        CloseReason::ClientConnectionLimit => "connections_per_client",
+        CloseReason::ConnectTimeout => "connect_timeout",
+        CloseReason::DnsTimeout => "dns_timeout",
+        CloseReason::IdleTimeout => "idle_timeout",
+        CloseReason::TunnelLifetime => "tunnel_lifetime",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -121,6 +154,10 @@ mod tests {
         o.route = Some(Route::Direct);
         assert_eq!(denied(&o), Some("sni_mismatch"));
 
+        assert_eq!(
+            denied(&outcome(CloseReason::TooManyHeaders)),
+            Some("too_many_headers")
+        );
         for r in [
             CloseReason::Finished,
             CloseReason::ConnectFailed,
@@ -132,5 +169,25 @@ mod tests {
             o.route = Some(Route::Upstream);
             assert_eq!(denied(&o), None, "{r:?}");
         }
+    }
+
+    #[test]
+    fn limits_are_a_closed_set() {
+        for r in [
+            CloseReason::HeadTimeout,
+            CloseReason::HeadTooLarge,
+            CloseReason::TooManyHeaders,
+            CloseReason::ConnectionLimit,
+            CloseReason::ClientConnectionLimit,
+            CloseReason::ConnectTimeout,
+            CloseReason::DnsTimeout,
+            CloseReason::IdleTimeout,
+            CloseReason::TunnelLifetime,
+        ] {
+            let l = limit(&outcome(r));
+            assert!(l.is_some_and(|l| LIMITS.contains(&l)), "{r:?}");
+        }
+        assert_eq!(limit(&outcome(CloseReason::Finished)), None);
+        assert_eq!(limit(&outcome(CloseReason::BadRequest)), None);
     }
 }

@@ -94,6 +94,11 @@ impl Metrics {
                 c.inc();
             }
         }
+        if let Some(limit) = labels::limit(o) {
+            if let Some(c) = series(&f.limit_hits, &[limit]) {
+                c.inc();
+            }
+        }
         for (direction, n) in [("up", o.bytes_up), ("down", o.bytes_down)] {
             if n > 0 {
                 if let Some(c) = series(&f.bytes, &[direction, route, category]) {
@@ -215,6 +220,14 @@ impl Metrics {
         f.last_reload_success.set(unix_now());
     }
 
+    /// A failed accept (`kind` from [`labels::ACCEPT_ERRORS`]): not a connection, so
+    /// no record.
+    pub fn accept_error(&self, kind: &'static str) {
+        if let Some(c) = self.counter(|f| &f.accept_errors, &[kind]) {
+            c.inc();
+        }
+    }
+
     /// Access-log records that did not fit the writer's queue.
     pub fn access_log_dropped(&self, n: u64) {
         if let Some(f) = &self.families {
@@ -332,6 +345,7 @@ mod tests {
             duration_ms: 60_000.0,
             sni: None,
             sni_mismatch: false,
+            host_mismatch: None,
             reason: CloseReason::Finished,
             blame: None,
             error: None,
