@@ -9,7 +9,7 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::head::{self, Head, HeadError};
+use super::head::{self, Head, HeadError, HeadLimits};
 use super::pages::Page;
 use super::{forward, tunnel};
 use crate::outcome::{CloseReason, Recorder};
@@ -32,11 +32,14 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
 }
 
 async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
-    let max = ctx.config.limits.max_head_bytes;
+    let limits = HeadLimits {
+        max_bytes: ctx.config.limits.max_head_bytes,
+        max_headers: ctx.config.limits.max_headers,
+    };
     let mut buf = BytesMut::with_capacity(4096);
     let read_head = async {
         loop {
-            match head::parse(&buf, max) {
+            match head::parse(&buf, limits) {
                 Ok(Head::Partial) => {}
                 Ok(Head::Connect {
                     head_len,
@@ -83,7 +86,11 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
                     rec.end(CloseReason::HeadTooLarge, Some(431));
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
                 }
-                HeadError::Malformed => {
+                HeadError::TooManyHeaders(_) => {
+                    rec.end(CloseReason::TooManyHeaders, Some(431));
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                }
+                HeadError::Malformed | HeadError::Framing(_) => {
                     rec.end(CloseReason::BadRequest, Some(400));
                     StatusCode::BAD_REQUEST
                 }

@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
@@ -31,6 +31,9 @@ use crate::stream::ServerStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Smallest read buffer the HTTP server accepts (its own floor).
+const MIN_BUF_SIZE: usize = 8192;
 
 /// The `Via` token this appliance adds.
 const VIA: &str = "1.1 lbo-proxy";
@@ -66,6 +69,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let head_timeout = ctx.config.timeouts.head;
+    let limits = ctx.config.limits;
     let idle_hop: IdleHop = Arc::new(tokio::sync::Mutex::new(None));
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -75,6 +79,8 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(head_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_head_bytes.max(MIN_BUF_SIZE))
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
@@ -110,6 +116,10 @@ async fn handle(
 ) -> Response<ProxyBody> {
     let mut rec = Recorder::new(&ctx.log, mode.listener(), peer);
     rec.get().method = Some(req.method().to_string());
+    if let Err(e) = super::head::check_framing(req.headers()) {
+        rec.get().error = Some(e.to_string());
+        return bad_framing(&mut rec);
+    }
     if req.method() == Method::CONNECT && mode == Mode::Explicit {
         return connect(ctx, rec, req).await;
     }
@@ -160,6 +170,9 @@ async fn handle(
         Ok(x) => x,
         Err(d) => return page(pages::denied(&d)),
     };
+    if rec.get().target_from == Some(TargetSource::Uri) {
+        rec.get().host_mismatch = host_mismatch(req.headers(), &target);
+    }
     let mut rec = rec;
     let key = match decision.route {
         Route::Direct => format!("direct {target}"),
@@ -270,7 +283,7 @@ async fn send(
     req: Request<CountingBody>,
     idle_hop: &IdleHop,
 ) -> Response<ProxyBody> {
-    let up = req.body().count.clone();
+    let up = req.body().state.clone();
     let mut kept = match hop {
         Hop::Kept(k) => k,
         Hop::New(stream, parent_auth) => {
@@ -280,7 +293,7 @@ async fn send(
                 .await;
             let (sender, conn) = match handshake {
                 Ok(x) => x,
-                Err(e) => return next_hop_failed(rec, e),
+                Err(e) => return next_hop_failed(rec, e, &up),
             };
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -314,12 +327,41 @@ async fn send(
             };
             Response::from_parts(parts, logged.boxed())
         }
-        Err(e) => next_hop_failed(rec, e),
+        Err(e) => next_hop_failed(rec, e, &up),
     }
 }
 
-fn next_hop_failed(mut rec: Recorder, e: hyper::Error) -> Response<ProxyBody> {
+/// A request whose framing could be read two ways, or whose body broke: 400, and the
+/// connection is closed, since where the next request starts is unknown.
+fn bad_framing(rec: &mut Recorder) -> Response<ProxyBody> {
+    rec.end(CloseReason::BadRequest, Some(400));
+    let mut resp = page(Page {
+        status: StatusCode::BAD_REQUEST,
+        title: "Bad request",
+        detail: "The request's length is ambiguous or its body is malformed.".into(),
+        decision: None,
+    });
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The `Host` header of an absolute-form request when it names another destination than
+/// the URI; the URI decides, the header is recorded for the log (at most 300 characters).
+fn host_mismatch(headers: &HeaderMap, target: &crate::policy::Target) -> Option<String> {
+    let host = headers.get(header::HOST)?;
+    let text = String::from_utf8_lossy(host.as_bytes());
+    let same = crate::policy::Target::parse_authority(&text, Some(target.port))
+        .is_ok_and(|t| t == *target);
+    (!same).then(|| text.chars().take(300).collect())
+}
+
+fn next_hop_failed(mut rec: Recorder, e: hyper::Error, body: &BodyState) -> Response<ProxyBody> {
     rec.get().error = Some(e.to_string());
+    if body.failed.load(Ordering::Relaxed) {
+        // The client's body broke (an invalid chunk size, say), not the next hop.
+        return bad_framing(&mut rec);
+    }
     rec.end(CloseReason::ServerError, Some(502));
     page(Page {
         status: StatusCode::BAD_GATEWAY,
@@ -434,7 +476,7 @@ fn outbound_request(
     parts.version = http::Version::HTTP_11;
     let body = CountingBody {
         inner: body,
-        count: Arc::new(AtomicU64::new(0)),
+        state: Arc::new(BodyState::default()),
     };
     Ok(Request::from_parts(parts, body))
 }
@@ -470,7 +512,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The request body on its way out, counting bytes for the record.
 pub struct CountingBody {
     inner: Incoming,
-    count: Arc<AtomicU64>,
+    state: Arc<BodyState>,
+}
+
+/// What the record needs from the request body: bytes read, and whether reading the
+/// client's body failed.
+#[derive(Default)]
+pub struct BodyState {
+    count: AtomicU64,
+    failed: AtomicBool,
 }
 
 impl Body for CountingBody {
@@ -482,10 +532,16 @@ impl Body for CountingBody {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.state
+                        .count
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
             }
+            Poll::Ready(Some(Err(_))) => self.state.failed.store(true, Ordering::Relaxed),
+            _ => {}
         }
         polled
     }
@@ -503,14 +559,14 @@ impl Body for CountingBody {
 struct LoggedBody {
     inner: Incoming,
     rec: Option<Recorder>,
-    up: Arc<AtomicU64>,
+    up: Arc<BodyState>,
     down: u64,
 }
 
 impl LoggedBody {
     fn finish(&mut self, reason: Option<CloseReason>) {
         if let Some(mut rec) = self.rec.take() {
-            rec.get().bytes_up = self.up.load(Ordering::Relaxed);
+            rec.get().bytes_up = self.up.count.load(Ordering::Relaxed);
             rec.get().bytes_down = self.down;
             if let Some(r) = reason {
                 rec.end(r, None);

@@ -8,8 +8,16 @@ pub enum Head<'a> {
     Partial,
     /// `CONNECT authority`: the head is `head_len` bytes long.
     Connect { authority: &'a str, head_len: usize },
-    /// Any other method: served by the HTTP server.
+    /// Any other method, its head complete and its framing unambiguous: served by the
+    /// HTTP server.
     Http,
+}
+
+/// How big a head may be.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadLimits {
+    pub max_bytes: usize,
+    pub max_headers: usize,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -18,35 +26,134 @@ pub enum HeadError {
     Malformed,
     #[error("request head larger than {0} bytes")]
     TooLarge(usize),
+    #[error("request head with more than {0} header fields")]
+    TooManyHeaders(usize),
+    /// A head two parsers could read differently (request smuggling).
+    #[error("ambiguous request framing: {0}")]
+    Framing(&'static str),
 }
 
-pub fn parse(buf: &[u8], max: usize) -> Result<Head<'_>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; 100];
+pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Head<'_>, HeadError> {
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut headers);
-    let status = req.parse(buf).map_err(|e| match e {
-        httparse::Error::TooManyHeaders => HeadError::TooLarge(max),
-        _ => HeadError::Malformed,
-    })?;
-    match (req.method, status) {
-        (Some(m), _) if m != "CONNECT" => Ok(Head::Http),
-        (_, httparse::Status::Partial) if buf.len() >= max => Err(HeadError::TooLarge(max)),
-        (_, httparse::Status::Partial) => Ok(Head::Partial),
-        (_, httparse::Status::Complete(head_len)) => {
-            let authority = req.path.ok_or(HeadError::Malformed)?;
-            if head_len > max {
-                return Err(HeadError::TooLarge(max));
-            }
-            Ok(Head::Connect {
-                authority,
-                head_len,
-            })
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::TooManyHeaders(limits.max_headers))
+        }
+        Err(_) => return Err(line_fault(buf).unwrap_or(HeadError::Malformed)),
+    };
+    let head_len = match status {
+        httparse::Status::Partial if buf.len() >= limits.max_bytes => {
+            return Err(HeadError::TooLarge(limits.max_bytes))
+        }
+        httparse::Status::Partial => return Ok(Head::Partial),
+        httparse::Status::Complete(n) if n > limits.max_bytes => {
+            return Err(HeadError::TooLarge(limits.max_bytes))
+        }
+        httparse::Status::Complete(n) => n,
+    };
+    if let Some(fault) = line_fault(&buf[..head_len]) {
+        return Err(fault);
+    }
+    match req.method {
+        Some("CONNECT") => Ok(Head::Connect {
+            authority: req.path.ok_or(HeadError::Malformed)?,
+            head_len,
+        }),
+        _ => {
+            framing(req.headers)?;
+            Ok(Head::Http)
         }
     }
+}
+
+/// The same framing rule for a head the HTTP server parsed (the requests after the first
+/// on a connection): the server tolerates a `Content-Length` beside `Transfer-Encoding`
+/// (and decodes chunked); the proxy refuses it.
+pub fn check_framing(headers: &http::HeaderMap) -> Result<(), HeadError> {
+    let lengths = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
+    if lengths > 0 && headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return Err(HeadError::Framing(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if lengths > 1 {
+        return Err(HeadError::Framing("duplicate Content-Length"));
+    }
+    Ok(())
+}
+
+/// Line breaks every parser reads alike: CRLF only (a bare CR or LF is a line end to some
+/// and not to others), and no obs-fold continuation lines (RFC 9112 §5.2).
+fn line_fault(head: &[u8]) -> Option<HeadError> {
+    for (i, &b) in head.iter().enumerate() {
+        let bare_cr = b == b'\r' && head.get(i + 1).is_some_and(|&n| n != b'\n');
+        let bare_lf = b == b'\n' && (i == 0 || head[i - 1] != b'\r');
+        if bare_cr || bare_lf {
+            return Some(HeadError::Framing("bare CR or LF"));
+        }
+        let folded = b == b'\n' && matches!(head.get(i + 1), Some(b' ' | b'\t'));
+        if folded {
+            return Some(HeadError::Framing("obs-fold line folding"));
+        }
+    }
+    None
+}
+
+/// One way to tell where the body ends (RFC 9112 §6.3): a single, numeric
+/// `Content-Length`, or `Transfer-Encoding` ending in `chunked`, never both.
+fn framing(headers: &[httparse::Header<'_>]) -> Result<(), HeadError> {
+    let named = |name: &'static str| -> Vec<&[u8]> {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+            .collect()
+    };
+    let lengths = named("content-length");
+    let codings = named("transfer-encoding");
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Err(HeadError::Framing(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    match lengths.as_slice() {
+        [] => {}
+        [one] if !one.is_empty() && one.iter().all(u8::is_ascii_digit) => {}
+        [_] => return Err(HeadError::Framing("invalid Content-Length")),
+        _ => return Err(HeadError::Framing("duplicate Content-Length")),
+    }
+    if let Some(last) = codings.last() {
+        let last = String::from_utf8_lossy(last);
+        let coding = last.rsplit(',').next().unwrap_or("").trim();
+        if !coding.eq_ignore_ascii_case("chunked") {
+            return Err(HeadError::Framing(
+                "Transfer-Encoding not ending in chunked",
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_bytes: 1024,
+        max_headers: 100,
+    };
+
+    fn parse(buf: &[u8], max_bytes: usize) -> Result<Head<'_>, HeadError> {
+        super::parse(
+            buf,
+            HeadLimits {
+                max_bytes,
+                ..LIMITS
+            },
+        )
+    }
 
     #[test]
     fn connect_in_fragments() {
@@ -66,12 +173,77 @@ mod tests {
     }
 
     #[test]
-    fn other_methods_go_to_the_http_server() {
+    fn other_methods_go_to_the_http_server_once_their_head_is_complete() {
         assert_eq!(
             parse(b"GET http://example.com/ HTTP/1.1\r\n", 1024),
-            Ok(Head::Http)
+            Ok(Head::Partial)
         );
         assert_eq!(parse(b"POST / HTTP/1.1\r\n\r\n", 1024), Ok(Head::Http));
+        let chunked =
+            b"POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert_eq!(parse(chunked, 1024), Ok(Head::Http));
+    }
+
+    #[test]
+    fn refuses_smuggling_shapes() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                "both Content-Length and Transfer-Encoding",
+            ),
+            (
+                "Content-Length: 5\r\nContent-Length: 5\r\n",
+                "duplicate Content-Length",
+            ),
+            (
+                "Content-Length: 5\r\nContent-Length: 6\r\n",
+                "duplicate Content-Length",
+            ),
+            ("Content-Length: +5\r\n", "invalid Content-Length"),
+            (
+                "Transfer-Encoding: chunked, identity\r\n",
+                "Transfer-Encoding not ending in chunked",
+            ),
+            ("X-A: 1\r\n  folded\r\n", "obs-fold line folding"),
+            ("X-A: 1\nX-B: 2\r\n", "bare CR or LF"),
+            ("X-A: 1\rX-B: 2\r\n", "bare CR or LF"),
+        ];
+        for (headers, want) in cases {
+            let head =
+                format!("POST http://a.example/ HTTP/1.1\r\nHost: a.example\r\n{headers}\r\n");
+            assert_eq!(
+                parse(head.as_bytes(), 1024),
+                Err(HeadError::Framing(want)),
+                "{headers:?}"
+            );
+        }
+        let bare_lf = b"CONNECT a.example:443 HTTP/1.1\nHost: a.example:443\n\n";
+        assert_eq!(
+            parse(bare_lf, 1024),
+            Err(HeadError::Framing("bare CR or LF"))
+        );
+    }
+
+    #[test]
+    fn counts_header_fields() {
+        let mut head = b"CONNECT a.example:443 HTTP/1.1\r\n".to_vec();
+        for i in 0..5 {
+            head.extend(format!("X-{i}: 1\r\n").bytes());
+        }
+        head.extend(b"\r\n");
+        let few = HeadLimits {
+            max_headers: 4,
+            ..LIMITS
+        };
+        assert_eq!(super::parse(&head, few), Err(HeadError::TooManyHeaders(4)));
+        let enough = HeadLimits {
+            max_headers: 5,
+            ..LIMITS
+        };
+        assert!(matches!(
+            super::parse(&head, enough),
+            Ok(Head::Connect { .. })
+        ));
     }
 
     #[test]

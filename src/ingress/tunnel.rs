@@ -148,16 +148,24 @@ where
     };
     let client = Prefixed::new(read, client);
     let stats = RelayStats::default();
-    let end = relay(
-        client,
-        hop.stream,
-        ctx.config.timeouts.idle,
-        &stats,
-        ctx.drained(),
-    )
-    .await;
+    let lived_out = std::sync::atomic::AtomicBool::new(false);
+    let stop = async {
+        let Some(max) = ctx.config.limits.max_tunnel_lifetime else {
+            return ctx.drained().await;
+        };
+        tokio::select! {
+            _ = ctx.drained() => {}
+            _ = tokio::time::sleep(max) => lived_out.store(true, std::sync::atomic::Ordering::Relaxed),
+        }
+    };
+    let end = relay(client, hop.stream, ctx.config.timeouts.idle, &stats, stop).await;
     let o = rec.get();
     o.bytes_up = stats.bytes_up.into_inner();
     o.bytes_down = stats.bytes_down.into_inner() + hop.early.len() as u64;
-    rec.end(end.into(), Some(200));
+    let reason = if lived_out.into_inner() {
+        CloseReason::TunnelLifetime
+    } else {
+        end.into()
+    };
+    rec.end(reason, Some(200));
 }
