@@ -1,10 +1,13 @@
 //! DNS for the direct route: the LBO line's own resolvers (or the system's), cached.
+//! A lookup is bounded twice: each query by `timeouts.dns` (tried twice), the whole
+//! lookup by three times that; running out of either is a `dns_timeout`, never a wait.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
 use hickory_resolver::TokioResolver;
 
 use super::error::ConnectError;
@@ -48,6 +51,7 @@ impl Resolver {
         let deadline = self.timeout * 3;
         match tokio::time::timeout(deadline, self.inner.lookup_ip(fqdn.as_str())).await {
             Err(_) => Err(ConnectError::DnsTimeout(name.to_string())),
+            Ok(Err(e)) if timed_out(&e) => Err(ConnectError::DnsTimeout(name.to_string())),
             Ok(Err(e)) => Err(ConnectError::DnsFailed {
                 name: name.to_string(),
                 detail: e.to_string(),
@@ -64,5 +68,14 @@ impl Resolver {
                 }
             }
         }
+    }
+}
+
+/// The resolvers did not answer in time (as opposed to answering "no such name").
+fn timed_out(e: &NetError) -> bool {
+    match e {
+        NetError::Timeout => true,
+        NetError::Io(io) => io.kind() == std::io::ErrorKind::TimedOut,
+        _ => false,
     }
 }

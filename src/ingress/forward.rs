@@ -116,10 +116,6 @@ async fn handle(
 ) -> Response<ProxyBody> {
     let mut rec = Recorder::new(&ctx.log, mode.listener(), peer);
     rec.get().method = Some(req.method().to_string());
-    if let Err(e) = super::head::check_framing(req.headers()) {
-        rec.get().error = Some(e.to_string());
-        return bad_framing(&mut rec);
-    }
     if req.method() == Method::CONNECT && mode == Mode::Explicit {
         return connect(ctx, rec, req).await;
     }
@@ -331,14 +327,14 @@ async fn send(
     }
 }
 
-/// A request whose framing could be read two ways, or whose body broke: 400, and the
+/// A request whose body broke (a chunk size that is not one, say): 400, and the
 /// connection is closed, since where the next request starts is unknown.
 fn bad_framing(rec: &mut Recorder) -> Response<ProxyBody> {
     rec.end(CloseReason::BadRequest, Some(400));
     let mut resp = page(Page {
         status: StatusCode::BAD_REQUEST,
         title: "Bad request",
-        detail: "The request's length is ambiguous or its body is malformed.".into(),
+        detail: "The request's body is malformed.".into(),
         decision: None,
     });
     resp.headers_mut()

@@ -68,22 +68,6 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Head<'_>, HeadError> {
     }
 }
 
-/// The same framing rule for a head the HTTP server parsed (the requests after the first
-/// on a connection): the server tolerates a `Content-Length` beside `Transfer-Encoding`
-/// (and decodes chunked); the proxy refuses it.
-pub fn check_framing(headers: &http::HeaderMap) -> Result<(), HeadError> {
-    let lengths = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
-    if lengths > 0 && headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return Err(HeadError::Framing(
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
-    if lengths > 1 {
-        return Err(HeadError::Framing("duplicate Content-Length"));
-    }
-    Ok(())
-}
-
 /// Line breaks every parser reads alike: CRLF only (a bare CR or LF is a line end to some
 /// and not to others), and no obs-fold continuation lines (RFC 9112 §5.2).
 fn line_fault(head: &[u8]) -> Option<HeadError> {

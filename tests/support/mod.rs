@@ -313,6 +313,8 @@ pub struct Lab<'a> {
     pub parents: Vec<(&'a str, String)>,
     pub segment: &'a str,
     pub extra: &'a str,
+    /// More lines of the `[timeouts]` table (`head = "1s"`…).
+    pub timeouts: &'a str,
 }
 
 impl<'a> Lab<'a> {
@@ -325,6 +327,7 @@ impl<'a> Lab<'a> {
             parents: Vec::new(),
             segment: "127.0.0.0/8",
             extra: "",
+            timeouts: "",
         }
     }
 }
@@ -402,6 +405,7 @@ profile = "lab"
 [timeouts]
 drain = "1s"
 connect = "3s"
+{timeouts}
 [log]
 access = "access.log"
 {extra}
@@ -409,6 +413,7 @@ access = "access.log"
             dns = lab.dns,
             segment = lab.segment,
             extra = lab.extra,
+            timeouts = lab.timeouts,
         );
         let path = dir.path().join("lbo-proxy.toml");
         std::fs::write(&path, &config).unwrap();

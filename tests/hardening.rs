@@ -1,0 +1,480 @@
+//! Limits, timeouts, hostile requests and client access, end to end on loopback: raw TCP
+//! clients against the proxy, each test asserting the status the client gets, the reason
+//! in the access log, and the metric that counts it (docs/limits.md).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use support::scrape::scrape;
+use support::{dns_server, Lab, Origin, Proxy};
+
+/// Names the lab's DNS knows; `direct.test` is allowlisted on the origin's port.
+const RECORDS: &[(&str, &str)] = &[("direct.test", "127.0.0.1")];
+
+async fn lab(origin: &Origin, extra: &str, timeouts: &str) -> Proxy {
+    Proxy::start(Lab {
+        extra,
+        timeouts,
+        ..Lab::on(dns_server(RECORDS).await, origin.port())
+    })
+    .await
+}
+
+/// Sends `bytes` and reads until the proxy closes (bounded).
+async fn exchange(stream: &mut TcpStream, bytes: &[u8]) -> String {
+    stream.write_all(bytes).await.unwrap();
+    read_all(stream).await
+}
+
+async fn read_all(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).to_string()
+}
+
+async fn send(proxy: &Proxy, bytes: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    exchange(&mut tcp, bytes).await
+}
+
+/// A connection from another loopback address (another PC, for the per-client limit).
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// The first access-log record whose `key` is `value` (waits, bounded).
+async fn record(proxy: &Proxy, key: &str, value: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let recs = proxy.records(1).await;
+        if let Some(r) = recs.iter().find(|r| r[key] == value) {
+            return r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record with {key} = {value}: {recs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One counter series, summed over the labels not named.
+async fn counter(proxy: &Proxy, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let admin = proxy.admin.expect("the lab has an admin listener");
+    scrape(admin).await.sum(name, labels)
+}
+
+/// Metrics are shared by every proxy in this process: tests compare before and after.
+async fn limit_hits(proxy: &Proxy, limit: &str) -> f64 {
+    counter(proxy, "lbo_limit_hits_total", &[("limit", limit)]).await
+}
+
+async fn denied(proxy: &Proxy, reason: &str) -> f64 {
+    counter(proxy, "lbo_denied_total", &[("reason", reason)]).await
+}
+
+fn status_of(resp: &str) -> &str {
+    resp.get(9..12).unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_not_finished_in_time_gets_408() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "", "head = \"1s\"").await;
+    let before = limit_hits(&proxy, "head_timeout").await;
+    let resp = send(&proxy, b"CONNECT direct.test:443 HTTP/1.1\r\nHost: dir").await;
+    assert_eq!(status_of(&resp), "408", "{resp}");
+    let rec = record(&proxy, "reason", "head_timeout").await;
+    assert_eq!(rec["status"], 408);
+    assert_eq!(rec["blame"], "client");
+    assert!(limit_hits(&proxy, "head_timeout").await >= before + 1.0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_over_max_head_bytes_gets_431() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "[limits]\nmax_head_bytes = 1024", "").await;
+    let before = limit_hits(&proxy, "head_bytes").await;
+    let big = format!(
+        "CONNECT direct.test:443 HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    let resp = send(&proxy, big.as_bytes()).await;
+    assert_eq!(status_of(&resp), "431", "{resp}");
+    record(&proxy, "reason", "head_too_large").await;
+    assert!(limit_hits(&proxy, "head_bytes").await >= before + 1.0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_over_max_headers_gets_431_on_both_paths() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "[limits]\nmax_headers = 10", "").await;
+    let before = limit_hits(&proxy, "header_count").await;
+    let fields: String = (0..11).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let port = origin.port();
+    for first in ["CONNECT direct.test:443", "GET http://direct.test/"] {
+        let head = format!("{first} HTTP/1.1\r\nHost: direct.test\r\n{fields}\r\n");
+        let resp = send(&proxy, head.as_bytes()).await;
+        assert_eq!(status_of(&resp), "431", "{first}: {resp}");
+    }
+    let recs = proxy.records(2).await;
+    let hits = recs
+        .iter()
+        .filter(|r| r["reason"] == "too_many_headers" && r["status"] == 431)
+        .count();
+    assert_eq!(hits, 2, "{recs:#?}");
+    assert!(limit_hits(&proxy, "header_count").await >= before + 2.0);
+    // Ten fields pass.
+    let ten: String = (0..8).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let ok = format!(
+        "GET http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\nConnection: close\r\n{ten}\r\n"
+    );
+    let resp = send(&proxy, ok.as_bytes()).await;
+    assert_eq!(status_of(&resp), "200", "{resp}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_max_connections_get_503() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "[limits]\nmax_connections = 2", "").await;
+    let before = limit_hits(&proxy, "connections").await;
+    // Accepted in order by one loop: the first two hold the places, the third is refused.
+    let _a = TcpStream::connect(proxy.addr).await.unwrap();
+    let _b = connect_from("127.0.0.2", proxy.addr).await;
+    let mut c = connect_from("127.0.0.3", proxy.addr).await;
+    let resp = read_all(&mut c).await;
+    assert_eq!(status_of(&resp), "503", "{resp}");
+    let rec = record(&proxy, "reason", "connection_limit").await;
+    assert_eq!(rec["status"], 503);
+    assert_eq!(rec["blame"], "proxy");
+    assert!(limit_hits(&proxy, "connections").await >= before + 1.0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_over_max_connections_per_client_gets_429() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "[limits]\nmax_connections_per_client = 2", "").await;
+    let before = limit_hits(&proxy, "connections_per_client").await;
+    let _a = connect_from("127.0.0.5", proxy.addr).await;
+    let _b = connect_from("127.0.0.5", proxy.addr).await;
+    let mut c = connect_from("127.0.0.5", proxy.addr).await;
+    let resp = read_all(&mut c).await;
+    assert_eq!(status_of(&resp), "429", "{resp}");
+    let rec = record(&proxy, "reason", "client_connection_limit").await;
+    assert_eq!(rec["client"], "127.0.0.5");
+    assert_eq!(rec["blame"], "client");
+    assert!(limit_hits(&proxy, "connections_per_client").await >= before + 1.0);
+    // Another PC is not held back by this one.
+    let port = origin.port();
+    let mut other = connect_from("127.0.0.6", proxy.addr).await;
+    let req = format!("GET http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\nConnection: close\r\n\r\n");
+    let resp = exchange(&mut other, req.as_bytes()).await;
+    assert_eq!(status_of(&resp), "200", "{resp}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_does_not_answer_gets_504_connect_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+    // to it hangs until the proxy's connect timeout (3 s in the lab).
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(1).unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        let attempt = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr));
+        match attempt.await {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+    }
+    let proxy = Proxy::start(Lab {
+        extra: "[sni_check]\nmode = \"off\"",
+        ..Lab::on(dns_server(RECORDS).await, addr.port())
+    })
+    .await;
+    let before = limit_hits(&proxy, "connect_timeout").await;
+    let req = format!("CONNECT direct.test:{} HTTP/1.1\r\n\r\n", addr.port());
+    let resp = send(&proxy, req.as_bytes()).await;
+    assert_eq!(status_of(&resp), "504", "{resp}");
+    let rec = record(&proxy, "reason", "connect_timeout").await;
+    assert_eq!(rec["blame"], "next_hop");
+    assert!(limit_hits(&proxy, "connect_timeout").await >= before + 1.0);
+    proxy.stop().await;
+    drop((full, fillers));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_that_does_not_answer_gets_504_dns_timeout() {
+    let origin = Origin::start().await;
+    // Bound and never read: every query goes unanswered.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let proxy = Proxy::start(Lab {
+        timeouts: "dns = \"500ms\"",
+        ..Lab::on(silent.local_addr().unwrap(), origin.port())
+    })
+    .await;
+    let before = limit_hits(&proxy, "dns_timeout").await;
+    let req = format!("CONNECT direct.test:{} HTTP/1.1\r\n\r\n", origin.port());
+    let resp = send(&proxy, req.as_bytes()).await;
+    assert_eq!(status_of(&resp), "504", "{resp}");
+    record(&proxy, "reason", "dns_timeout").await;
+    assert!(limit_hits(&proxy, "dns_timeout").await >= before + 1.0);
+    assert!(origin.heads().is_empty());
+    proxy.stop().await;
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tunnel_is_closed_after_the_idle_timeout() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "[sni_check]\nmode = \"off\"", "idle = \"1s\"").await;
+    let before = limit_hits(&proxy, "idle_timeout").await;
+    let req = format!("CONNECT direct.test:{} HTTP/1.1\r\n\r\n", origin.port());
+    let resp = send(&proxy, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+    let rec = record(&proxy, "reason", "idle_timeout").await;
+    assert_eq!(rec["status"], 200);
+    assert!(limit_hits(&proxy, "idle_timeout").await >= before + 1.0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_tunnel_is_closed_at_max_tunnel_lifetime() {
+    let origin = Origin::start().await;
+    let extra = "[sni_check]\nmode = \"off\"\n[limits]\nmax_tunnel_lifetime = \"1s\"";
+    let proxy = lab(&origin, extra, "").await;
+    let before = limit_hits(&proxy, "tunnel_lifetime").await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let req = format!("CONNECT direct.test:{} HTTP/1.1\r\n\r\n", origin.port());
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    // Requests through the tunnel keep it busy until the proxy ends it (bounded).
+    let mut answers = 0;
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..200 {
+        if tcp
+            .write_all(b"GET / HTTP/1.1\r\nHost: direct.test\r\n\r\n")
+            .await
+            .is_err()
+        {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answers += 1,
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        answers > 1,
+        "the tunnel carried traffic before it was closed"
+    );
+    let rec = record(&proxy, "reason", "tunnel_lifetime").await;
+    assert_eq!(rec["status"], 200);
+    assert!(limit_hits(&proxy, "tunnel_lifetime").await >= before + 1.0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_shapes_get_400_and_a_closed_connection() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "", "").await;
+    let port = origin.port();
+    let before = denied(&proxy, "bad_request").await;
+    let shapes: &[(&str, &str)] = &[
+        (
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "both Content-Length and Transfer-Encoding",
+        ),
+        (
+            "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            "duplicate Content-Length",
+        ),
+        (
+            "Content-Length: 5, 5\r\n\r\nhello",
+            "invalid Content-Length",
+        ),
+        (
+            "Transfer-Encoding: chunked, identity\r\n\r\n",
+            "Transfer-Encoding not ending in chunked",
+        ),
+        ("X-A: 1\r\n folded\r\n\r\n", "obs-fold"),
+        ("X-A: 1\nX-B: 2\r\n\r\n", "bare CR or LF"),
+        ("X-A: 1\rX-B: 2\r\n\r\n", "bare CR or LF"),
+    ];
+    for (headers, why) in shapes {
+        let req = format!(
+            "POST http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\n{headers}"
+        );
+        let resp = send(&proxy, req.as_bytes()).await;
+        assert_eq!(status_of(&resp), "400", "{why}: {resp}");
+        let recs = proxy.records(1).await;
+        assert!(
+            recs.iter().any(|r| r["reason"] == "bad_request"
+                && r["error"].as_str().is_some_and(|e| e.contains(why))),
+            "{why}: {recs:#?}"
+        );
+    }
+    assert!(origin.heads().is_empty(), "{:?}", origin.heads());
+    assert!(denied(&proxy, "bad_request").await >= before + shapes.len() as f64);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_requests_get_one_framing_and_broken_chunks_get_400() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "", "").await;
+    let port = origin.port();
+    // A good request, then Content-Length beside Transfer-Encoding on the same connection:
+    // the HTTP server reads it as chunked, drops the length and closes the connection
+    // after answering (RFC 9112 §6.1); the next hop gets one unambiguous framing.
+    let req = format!(
+        "GET http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\n\r\n\
+         POST http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\n\
+         Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+         GET http://direct.test:{port}/smuggled HTTP/1.1\r\nHost: direct.test:{port}\r\n\r\n"
+    );
+    let resp = send(&proxy, req.as_bytes()).await;
+    assert_eq!(resp.matches("HTTP/1.1 200 ").count(), 2, "{resp}");
+    // The proxy frames the body itself (chunked); the client's length does not travel.
+    let heads = origin.heads();
+    let second = heads[1].to_ascii_lowercase();
+    assert!(second.starts_with("post / "), "{heads:?}");
+    assert!(!second.contains("content-length"), "{second}");
+    assert!(!origin.saw("/smuggled"), "{heads:?}");
+    // A chunk size that is not hexadecimal: the client's fault, 400, not a 502.
+    let req = format!(
+        "POST http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\n\
+         Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    );
+    let before = denied(&proxy, "bad_request").await;
+    let resp = send(&proxy, req.as_bytes()).await;
+    assert_eq!(status_of(&resp), "400", "{resp}");
+    let rec = record(&proxy, "reason", "bad_request").await;
+    assert_eq!(rec["status"], 400);
+    assert!(denied(&proxy, "bad_request").await >= before + 1.0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connect_targets_get_400_invalid_target() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "", "").await;
+    let before = denied(&proxy, "invalid_target").await;
+    let long_label = format!("{}.test:443", "a".repeat(64));
+    let long_name = format!("{}test:443", "abcdefghi.".repeat(26));
+    let targets = [
+        "user:pass@direct.test:443",
+        "direct.test",
+        "direct.test:",
+        "direct.test:0",
+        "direct.test:65536",
+        "direct.test:99999999",
+        "[fe80::1%25eth0]:443",
+        "[fe80::1%eth0]:443",
+        "direct%2etest:443",
+        "%64irect.test:443",
+        long_label.as_str(),
+        long_name.as_str(),
+    ];
+    for target in targets {
+        let resp = send(
+            &proxy,
+            format!("CONNECT {target} HTTP/1.1\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(status_of(&resp), "400", "{target}: {resp}");
+    }
+    let recs = proxy.records(targets.len()).await;
+    let invalid = recs
+        .iter()
+        .filter(|r| r["decision"] == "invalid_target" && r["reason"] == "bad_request")
+        .count();
+    assert_eq!(invalid, targets.len(), "{recs:#?}");
+    assert!(denied(&proxy, "invalid_target").await >= before + targets.len() as f64);
+    assert!(origin.heads().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_the_rule_does_not_list_gets_403() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "", "").await;
+    let before = denied(&proxy, "port_not_allowlisted").await;
+    let resp = send(&proxy, b"CONNECT direct.test:22 HTTP/1.1\r\n\r\n").await;
+    assert_eq!(status_of(&resp), "403", "{resp}");
+    assert!(
+        resp.contains("X-LBO-Reason: port_not_allowlisted"),
+        "{resp}"
+    );
+    let rec = record(&proxy, "decision", "port_not_allowlisted").await;
+    assert_eq!(rec["route"], "deny");
+    assert_eq!(rec["rule"], "lab-direct/direct-test");
+    assert!(denied(&proxy, "port_not_allowlisted").await >= before + 1.0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_header_that_disagrees_with_the_uri_is_logged_and_the_uri_decides() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "", "").await;
+    let port = origin.port();
+    let req = format!(
+        "GET http://direct.test:{port}/ HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n"
+    );
+    let resp = send(&proxy, req.as_bytes()).await;
+    assert_eq!(status_of(&resp), "200", "{resp}");
+    assert!(
+        resp.contains(&format!("origin direct.test:{port}")),
+        "{resp}"
+    );
+    let rec = record(&proxy, "host_mismatch", "evil.test").await;
+    assert_eq!(rec["route"], "direct");
+    assert_eq!(rec["target"], format!("direct.test:{port}"));
+    // An agreeing Host (any case, default port spelt out or not) is not a mismatch.
+    let req = format!(
+        "GET http://direct.test:{port}/ HTTP/1.1\r\nHost: DIRECT.test:{port}\r\nConnection: close\r\n\r\n"
+    );
+    send(&proxy, req.as_bytes()).await;
+    let recs = proxy.records(2).await;
+    assert_eq!(recs[1]["host_mismatch"], Value::Null, "{recs:#?}");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_outside_every_segment_can_be_closed_at_accept() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(Lab {
+        segment: "127.0.0.99/32",
+        extra: "[access]\nunknown_client = \"close\"",
+        ..Lab::on(dns_server(RECORDS).await, origin.port())
+    })
+    .await;
+    let before = denied(&proxy, "unknown_client").await;
+    let resp = send(&proxy, b"CONNECT direct.test:443 HTTP/1.1\r\n\r\n").await;
+    assert_eq!(resp, "", "closed without an answer");
+    let rec = record(&proxy, "decision", "unknown_client").await;
+    assert_eq!(rec["route"], "deny");
+    assert_eq!(rec["status"], Value::Null);
+    assert!(denied(&proxy, "unknown_client").await >= before + 1.0);
+    // A client inside a segment is served as usual.
+    let mut inside = connect_from("127.0.0.99", proxy.addr).await;
+    let port = origin.port();
+    let req = format!("GET http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\nConnection: close\r\n\r\n");
+    let resp = exchange(&mut inside, req.as_bytes()).await;
+    assert_eq!(status_of(&resp), "200", "{resp}");
+    proxy.stop().await;
+}
