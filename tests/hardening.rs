@@ -478,3 +478,105 @@ async fn clients_outside_every_segment_can_be_closed_at_accept() {
     assert_eq!(status_of(&resp), "200", "{resp}");
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_backs_off_counts_and_recovers() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (support::closed_port(), support::closed_port());
+    let config = dir.path().join("lbo-proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+             [log]\naccess = \"off\"\n\
+             [[segment]]\nname = \"lo\"\nnetworks = [\"127.0.0.0/8\"]\nprofile = \"case1\"\n"
+        ),
+    )
+    .unwrap();
+    // The proxy as a process of its own, with room for 64 descriptors only.
+    let mut child = Running(
+        Command::new("sh")
+            .args(["-c", "ulimit -n 64 && exec \"$0\" run --config \"$1\""])
+            .arg(env!("CARGO_BIN_EXE_lbo-proxy"))
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(admin).await.is_err() {
+        assert!(Instant::now() < deadline, "the proxy did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // More connections than descriptors: the kernel completes them, the proxy cannot
+    // accept them all.
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        held.push(TcpStream::connect(proxy).await.unwrap());
+    }
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|l: &String| l.contains("accept failed")) {
+        assert!(
+            Instant::now() < deadline,
+            "no accept error logged: {seen:#?}"
+        );
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("fd_limit")),
+        "an EMFILE is an fd_limit: {seen:#?}"
+    );
+    drop(held);
+
+    // Descriptors come back: the process is alive, counts, and serves again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let errors = loop {
+        let s = scrape(admin).await;
+        if s.status == 200 {
+            break s.sum("lbo_accept_errors_total", &[("kind", "fd_limit")]);
+        }
+        assert!(Instant::now() < deadline, "admin did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(errors >= 1.0, "{errors}");
+    assert!(child.0.try_wait().unwrap().is_none(), "the proxy exited");
+    let mut tcp = TcpStream::connect(proxy).await.unwrap();
+    let resp = exchange(&mut tcp, b"CONNECT 127.1:443 HTTP/1.1\r\n\r\n").await;
+    assert_eq!(status_of(&resp), "400", "{resp}");
+    while let Ok(line) = lines.try_recv() {
+        seen.push(line);
+    }
+    let failures = seen.iter().filter(|l| l.contains("accept failed")).count();
+    eprintln!("accept errors counted: {errors}; logged so far: {failures}");
+}
+
+/// The proxy process of a test, ended (by its PID) however the test ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
