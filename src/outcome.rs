@@ -51,6 +51,8 @@ pub enum CloseReason {
     ClientConnectionLimit,
     /// The tunnel reached `limits.max_tunnel_lifetime` and was closed.
     TunnelLifetime,
+    /// The client's segment requires proxy authentication and none valid was given (407).
+    AuthRequired,
 }
 
 /// Who failed, when something did.
@@ -102,6 +104,7 @@ impl CloseReason {
             ConnectionLimit => "connection_limit",
             ClientConnectionLimit => "client_connection_limit",
             TunnelLifetime => "tunnel_lifetime",
+            AuthRequired => "auth_required",
         }
     }
 
@@ -115,7 +118,8 @@ impl CloseReason {
             | HeadTooLarge
             | SniMismatch
             | TooManyHeaders
-            | ClientConnectionLimit => Some(Blame::Client),
+            | ClientConnectionLimit
+            | AuthRequired => Some(Blame::Client),
             ServerError | DnsFailed | DnsTimeout | ConnectFailed | ConnectTimeout | ParentsDown
             | ParentRefused | ParentFailed => Some(Blame::NextHop),
             InternalAddress | NoParent | ConnectionLimit => Some(Blame::Proxy),
@@ -445,6 +449,7 @@ mod tests {
             ConnectionLimit,
             ClientConnectionLimit,
             TunnelLifetime,
+            AuthRequired,
         ] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }

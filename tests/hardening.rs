@@ -580,3 +580,94 @@ impl Drop for Running {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_with_auth_file_challenges_and_admits_its_users() {
+    use base64::Engine;
+    let origin = Origin::start().await;
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("tax.users");
+    std::fs::write(&file, "# 税務課\nsato:s3cret-pw\n").unwrap();
+    let extra = format!(
+        "[[segment]]\nname = \"tax\"\nnetworks = [\"127.0.0.7/32\"]\nprofile = \"lab\"\n\
+         auth_file = \"{}\"",
+        file.display()
+    );
+    let proxy = lab(&origin, &extra, "").await;
+    let port = origin.port();
+    let required = || async {
+        counter(
+            &proxy,
+            "lbo_request_end_total",
+            &[("reason", "auth_required")],
+        )
+        .await
+    };
+    let before = required().await;
+    let token = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let connect = |auth: Option<String>| {
+        let auth = auth
+            .map(|a| format!("Proxy-Authorization: Basic {a}\r\n"))
+            .unwrap_or_default();
+        format!("CONNECT direct.test:{port} HTTP/1.1\r\n{auth}\r\n")
+    };
+    for auth in [
+        None,
+        Some(token("sato:wrong")),
+        Some(token("suzuki:s3cret-pw")),
+    ] {
+        let mut tcp = connect_from("127.0.0.7", proxy.addr).await;
+        let resp = exchange(&mut tcp, connect(auth).as_bytes()).await;
+        assert_eq!(status_of(&resp), "407", "{resp}");
+        assert!(
+            resp.contains("Proxy-Authenticate: Basic realm=\"lbo-proxy\""),
+            "{resp}"
+        );
+    }
+    let rec = record(&proxy, "reason", "auth_required").await;
+    assert_eq!(rec["segment"], "tax");
+    assert_eq!(rec["status"], 407);
+    assert!(required().await >= before + 3.0);
+
+    // The right user gets through, on the raw CONNECT path and for http://.
+    let mut tcp = connect_from("127.0.0.7", proxy.addr).await;
+    tcp.write_all(connect(Some(token("sato:s3cret-pw"))).as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    drop(tcp);
+    let mut tcp = connect_from("127.0.0.7", proxy.addr).await;
+    let get = format!(
+        "GET http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\n\
+         Proxy-Authorization: Basic {}\r\nConnection: close\r\n\r\n",
+        token("sato:s3cret-pw")
+    );
+    let resp = exchange(&mut tcp, get.as_bytes()).await;
+    assert_eq!(status_of(&resp), "200", "{resp}");
+    assert!(!origin
+        .heads()
+        .iter()
+        .any(|h| h.to_ascii_lowercase().contains("proxy-authorization")));
+
+    // Other segments are not asked.
+    let resp = send(
+        &proxy,
+        format!("GET http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&resp), "200", "{resp}");
+
+    // Neither passwords nor tokens reach the access log.
+    let dir = proxy.stop().await;
+    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    for secret in [
+        "s3cret",
+        "wrong",
+        &token("sato:s3cret-pw"),
+        &token("sato:wrong"),
+    ] {
+        assert!(!log.contains(secret), "{secret} in the access log");
+    }
+}

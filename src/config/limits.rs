@@ -2,12 +2,16 @@
 //! open, how big a request head may be, how long a tunnel may live, and what a client
 //! outside every segment gets. Defaults fit a city of 30,000 PCs on one appliance.
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::Problems;
 use super::schema;
-use super::validate::{dur, positive};
+use super::validate::{dur, positive, resolve};
 use super::Limits;
+use crate::ingress::proxy_auth::Users;
 
 /// Largest request head (bytes) by default: far above any browser's.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -66,9 +70,18 @@ pub(super) fn limits(p: &mut Problems<'_>, l: &schema::Limits) -> Limits {
 }
 
 /// Who may use the proxy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Access {
     pub unknown_client: UnknownClient,
+    /// Segments whose clients must authenticate, by segment name.
+    pub auth: HashMap<Arc<str>, Users>,
+}
+
+impl Access {
+    /// The users a segment admits; `None`: the segment does not authenticate.
+    pub fn users(&self, segment: &str) -> Option<&Users> {
+        self.auth.get(segment)
+    }
 }
 
 /// What a client whose address is in no segment gets.
@@ -80,7 +93,12 @@ pub enum UnknownClient {
     Close,
 }
 
-pub(super) fn access(p: &mut Problems<'_>, a: &schema::Access) -> Access {
+pub(super) fn access(
+    p: &mut Problems<'_>,
+    a: &schema::Access,
+    segments: &[schema::Segment],
+    base: Option<&Path>,
+) -> Access {
     let unknown_client = match a.unknown_client.as_ref().map(|v| (v, v.get_ref().as_str())) {
         None | Some((_, "deny")) => UnknownClient::Deny,
         Some((_, "close")) => UnknownClient::Close,
@@ -93,7 +111,24 @@ pub(super) fn access(p: &mut Problems<'_>, a: &schema::Access) -> Access {
             UnknownClient::Deny
         }
     };
-    Access { unknown_client }
+    let mut auth = HashMap::new();
+    for s in segments {
+        let Some(file) = &s.auth_file else { continue };
+        let path = resolve(base, file.get_ref());
+        let users = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|text| Users::parse(&text).map_err(|e| format!("{}: {e}", path.display())));
+        match users {
+            Ok(users) => {
+                auth.insert(Arc::from(s.name.get_ref().as_str()), users);
+            }
+            Err(e) => p.at(file.span(), "segment.auth_file", e),
+        }
+    }
+    Access {
+        unknown_client,
+        auth,
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_segments_users() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tax.users"), "sato:s3cret\n").unwrap();
+        let text = "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n\
+             [[segment]]\nname = \"tax\"\nnetworks = [\"10.0.0.0/8\"]\nprofile = \"case1\"\n\
+             auth_file = \"tax.users\"\n\
+             [[segment]]\nname = \"l\"\nnetworks = [\"127.0.0.0/8\"]\nprofile = \"case1\"\n";
+        let c = crate::config::load_str(Path::new("t.toml"), text, Some(dir.path())).unwrap();
+        assert!(c.access.users("tax").is_some());
+        assert!(c.access.users("l").is_none());
+    }
+
+    #[test]
     fn errors_cite_the_line() {
         let e = load(
             "[limits]\nmax_headers = 5000\nmax_connections_per_client = 0\n\
@@ -162,6 +210,19 @@ mod tests {
             );
         }
         assert!(load("[limits]\nmax_header = 5\n").is_err());
+        let e = crate::config::load_str(
+            Path::new("t.toml"),
+            "[proxy]\nlisten = [\"127.0.0.1:3128\"]\n[[segment]]\nname = \"l\"\n\
+             networks = [\"127.0.0.0/8\"]\nprofile = \"case1\"\nauth_file = \"/nonexistent/users\"\n",
+            None,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            e.contains("t.toml:7") && e.contains("segment.auth_file"),
+            "{e}"
+        );
         assert!(load("[access]\nallow = true\n").is_err());
     }
 }

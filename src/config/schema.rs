@@ -172,6 +172,8 @@ pub struct Segment {
     pub name: Spanned<String>,
     pub networks: Vec<Spanned<String>>,
     pub profile: Spanned<String>,
+    /// File of `user:password` lines: the segment's clients must authenticate (Basic).
+    pub auth_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

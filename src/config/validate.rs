@@ -230,7 +230,7 @@ fn build(
         ),
     };
     let limits = super::limits::limits(p, &file.limits);
-    let access = super::limits::access(p, &file.access);
+    let access = super::limits::access(p, &file.access, &file.segments, base);
     let access_log = match &file.log.access {
         None => AccessLogTarget::Stdout,
         Some(a) => match a.get_ref().as_str() {

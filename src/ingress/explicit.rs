@@ -44,7 +44,11 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
                 Ok(Head::Connect {
                     head_len,
                     authority,
-                }) => return Ok(Some((head_len, authority.to_string()))),
+                    proxy_authorization,
+                }) => {
+                    let auth = proxy_authorization.map(<[u8]>::to_vec);
+                    return Ok(Some((head_len, authority.to_string(), auth)));
+                }
                 Ok(Head::Http) => return Ok(None),
                 Err(e) => return Err(Some(e)),
             }
@@ -71,9 +75,9 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
         }
     };
     match parsed {
-        Ok(Some((head_len, authority))) => {
+        Ok(Some((head_len, authority, auth))) => {
             let rest = buf.split_off(head_len).freeze();
-            connect(ctx, tcp, peer, &authority, rest).await;
+            connect(ctx, tcp, peer, &authority, auth.as_deref(), rest).await;
         }
         Ok(None) => forward::serve(ctx.clone(), Prefixed::new(buf.freeze(), tcp), peer).await,
         // The client went away before sending a request: nothing to log.
@@ -105,11 +109,17 @@ async fn connect(
     mut tcp: TcpStream,
     peer: SocketAddr,
     authority: &str,
+    proxy_authorization: Option<&[u8]>,
     rest: bytes::Bytes,
 ) {
     let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
     rec.get().method = Some("CONNECT".into());
     rec.get().target_from = Some(crate::outcome::TargetSource::Connect);
+    if let Some(page) = super::client_auth::refused(ctx, &mut rec, proxy_authorization, true) {
+        let challenge = super::client_auth::challenge_header();
+        let _ = tcp.write_all(&page.raw_response_with(&challenge)).await;
+        return;
+    }
     let (target, decision) = match tunnel::decide(ctx, &mut rec, authority, None) {
         Ok(x) => x,
         Err(d) => {

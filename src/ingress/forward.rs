@@ -116,6 +116,17 @@ async fn handle(
 ) -> Response<ProxyBody> {
     let mut rec = Recorder::new(&ctx.log, mode.listener(), peer);
     rec.get().method = Some(req.method().to_string());
+    let explicit = mode == Mode::Explicit;
+    let credentials = if explicit {
+        req.headers()
+            .get(header::PROXY_AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+    } else {
+        None
+    };
+    if let Some(p) = super::client_auth::refused(&ctx, &mut rec, credentials, explicit) {
+        return auth_required(p);
+    }
     if req.method() == Method::CONNECT && mode == Mode::Explicit {
         return connect(ctx, rec, req).await;
     }
@@ -325,6 +336,20 @@ async fn send(
         }
         Err(e) => next_hop_failed(rec, e, &up),
     }
+}
+
+/// The answer to a client that must authenticate: a 407 carries the challenge; a
+/// transparent client never asked for a proxy and gets the 403 as it is.
+fn auth_required(p: Page<'_>) -> Response<ProxyBody> {
+    let challenge = p.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+    let mut resp = page(p);
+    if challenge {
+        resp.headers_mut().insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static(super::proxy_auth::CHALLENGE),
+        );
+    }
+    resp
 }
 
 /// A request whose body broke (a chunk size that is not one, say): 400, and the

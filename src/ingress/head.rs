@@ -7,7 +7,12 @@ pub enum Head<'a> {
     /// Need more bytes.
     Partial,
     /// `CONNECT authority`: the head is `head_len` bytes long.
-    Connect { authority: &'a str, head_len: usize },
+    Connect {
+        authority: &'a str,
+        head_len: usize,
+        /// The `Proxy-Authorization` value, if any.
+        proxy_authorization: Option<&'a [u8]>,
+    },
     /// Any other method, its head complete and its framing unambiguous: served by the
     /// HTTP server.
     Http,
@@ -60,6 +65,11 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Head<'_>, HeadError> {
         Some("CONNECT") => Ok(Head::Connect {
             authority: req.path.ok_or(HeadError::Malformed)?,
             head_len,
+            proxy_authorization: req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+                .map(|h| h.value),
         }),
         _ => {
             framing(req.headers)?;
@@ -151,7 +161,8 @@ mod tests {
             parse(full, 1024),
             Ok(Head::Connect {
                 authority: "login.microsoftonline.com:443",
-                head_len
+                head_len,
+                proxy_authorization: None,
             })
         );
     }

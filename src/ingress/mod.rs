@@ -4,12 +4,14 @@
 
 pub mod accept;
 pub mod admission;
+pub mod client_auth;
 pub mod client_hello;
 pub mod explicit;
 pub mod forward;
 pub mod head;
 pub mod original_dst;
 pub mod pages;
+pub mod proxy_auth;
 pub mod sni_check;
 pub mod transparent_http;
 pub mod transparent_tls;

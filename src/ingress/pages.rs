@@ -44,6 +44,11 @@ impl Page<'_> {
 
     /// A complete HTTP/1.1 response that closes the connection (raw CONNECT path).
     pub fn raw_response(&self) -> Vec<u8> {
+        self.raw_response_with("")
+    }
+
+    /// As [`Page::raw_response`], with more header lines (each ending in CRLF).
+    pub fn raw_response_with(&self, headers: &str) -> Vec<u8> {
         let body = self.html();
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -62,6 +67,7 @@ impl Page<'_> {
                 .as_bytes(),
             );
         }
+        out.extend_from_slice(headers.as_bytes());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&body);
         out

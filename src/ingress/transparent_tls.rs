@@ -75,6 +75,11 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
     let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
     rec.get().target_from = Some(TargetSource::Sni);
     rec.get().sni = sni.clone();
+    // No way to ask for credentials here: a segment that requires them is refused.
+    if super::client_auth::refused(ctx, &mut rec, None, false).is_some() {
+        rec.get().status = None;
+        return;
+    }
     let authority = match (sni, original) {
         (Some(name), Some(dst)) => format!("{name}:{}", dst.port()),
         (Some(name), None) => format!("{name}:{}", settings.tls_port),

@@ -1,0 +1,52 @@
+//! The proxy authentication gate every listener passes: a client of a segment with
+//! `auth_file` must present one of its users. Explicit clients are challenged (407);
+//! transparent ones cannot answer a challenge, so they are refused. Credentials are
+//! checked by [`super::proxy_auth`] and never recorded.
+
+use http::StatusCode;
+
+use super::pages::Page;
+use super::proxy_auth::CHALLENGE;
+use crate::outcome::{CloseReason, Recorder};
+use crate::server::Context;
+
+/// `Some(page)` when the request must not go on: the record is ended with
+/// `auth_required`. `header` is the request's `Proxy-Authorization`, if any; without
+/// `challenge` (a transparent client) the page is a 403 instead of a 407.
+pub fn refused(
+    ctx: &Context,
+    rec: &mut Recorder,
+    header: Option<&[u8]>,
+    challenge: bool,
+) -> Option<Page<'static>> {
+    let segment = ctx.config.policy.segment_of(rec.client())?;
+    let users = ctx.config.access.users(&segment.name)?;
+    if users.admits(header) {
+        return None;
+    }
+    rec.get().segment = Some(segment.name.clone());
+    rec.get().error = Some(
+        match header {
+            None => "no proxy credentials",
+            Some(_) => "proxy credentials not accepted",
+        }
+        .into(),
+    );
+    let status = if challenge {
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    rec.end(CloseReason::AuthRequired, Some(status.as_u16()));
+    Some(Page {
+        status,
+        title: "Proxy authentication required",
+        detail: "Clients of your network must sign in to use this proxy.".into(),
+        decision: None,
+    })
+}
+
+/// The header line that asks the client for credentials.
+pub fn challenge_header() -> String {
+    format!("Proxy-Authenticate: {CHALLENGE}\r\n")
+}
