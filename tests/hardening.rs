@@ -253,6 +253,31 @@ async fn a_silent_tunnel_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_tunnel_without_a_client_hello_in_time_is_closed() {
+    let origin = Origin::start().await;
+    let proxy = lab(&origin, "", "head = \"1s\"").await;
+    let before = limit_hits(&proxy, "head_timeout").await;
+    // The 200 comes first; the TLS check then waits for the rest of a ClientHello
+    // whose record announces 512 bytes, in vain. (A client that sends nothing at all
+    // may speak a server-first protocol: `non_tls` decides, below 443 it is relayed.)
+    let req = format!(
+        "CONNECT direct.test:{} HTTP/1.1\r\n\r\n\x16\x03\x01\x02\x00\x01",
+        origin.port()
+    );
+    let resp = send(&proxy, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+    let rec = record(&proxy, "reason", "head_timeout").await;
+    assert_eq!(rec["route"], "direct");
+    assert!(
+        rec["error"].as_str().unwrap_or("").contains("ClientHello"),
+        "{rec}"
+    );
+    assert!(limit_hits(&proxy, "head_timeout").await >= before + 1.0);
+    assert!(origin.heads().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_tunnel_is_closed_at_max_tunnel_lifetime() {
     let origin = Origin::start().await;
     let extra = "[sni_check]\nmode = \"off\"\n[limits]\nmax_tunnel_lifetime = \"1s\"";
