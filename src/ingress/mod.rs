@@ -1,6 +1,7 @@
 //! What accepts: the explicit proxy listener (CONNECT tunnels and absolute-form `http://`),
 //! the transparent listeners (TLS routed by SNI, HTTP routed by `Host`), their pure
-//! parsers, and the pages clients see when a request is refused.
+//! parsers, admission (connection limits, proxy authentication), and the pages clients see
+//! when a request is refused.
 
 pub mod accept;
 pub mod admission;

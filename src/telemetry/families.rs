@@ -62,7 +62,7 @@ impl Families {
             denied: counters(
                 r,
                 "lbo_denied_total",
-                "Requests the appliance refused: routed to deny by the policy (reason unknown_client, deny_rule, invalid_target), or refused by the proxy itself (internal_address: an allowlisted name resolved to an internal address; head_too_large; bad_request; sni_mismatch: a direct tunnel's ClientHello named a host that is not direct, i.e. domain fronting). Failures of the next hop are not counted here.",
+                "Requests the appliance refused: routed to deny by the policy (reason unknown_client, deny_rule, port_not_allowlisted, invalid_target), or refused by the proxy itself (internal_address: an allowlisted name resolved to an internal address; head_too_large; too_many_headers; bad_request; sni_mismatch: a direct tunnel's ClientHello named a host that is not direct, i.e. domain fronting). Failures of the next hop are not counted here.",
                 &["reason"],
             )?,
             bytes: counters(
