@@ -11,13 +11,14 @@ use std::process::{Command, Output};
 use support::scrape::{promtool, scrape};
 use support::{closed_port, curl, dns_server, Lab, Origin, Proxy};
 
-const ROWS: [&str; 6] = [
+const ROWS: [&str; 7] = [
     "Overview",
     "Breakout",
     "Security cloud",
     "Latency",
     "Config",
     "Access log",
+    "Limits",
 ];
 
 fn file(name: &str) -> PathBuf {
