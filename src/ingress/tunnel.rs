@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::lifetime::Lifetime;
 use super::pages::{self, Page};
 use super::sni_check;
 use crate::config::SniMode;
@@ -148,24 +149,11 @@ where
     };
     let client = Prefixed::new(read, client);
     let stats = RelayStats::default();
-    let lived_out = std::sync::atomic::AtomicBool::new(false);
-    let stop = async {
-        let Some(max) = ctx.config.limits.max_tunnel_lifetime else {
-            return ctx.drained().await;
-        };
-        tokio::select! {
-            _ = ctx.drained() => {}
-            _ = tokio::time::sleep(max) => lived_out.store(true, std::sync::atomic::Ordering::Relaxed),
-        }
-    };
+    let lifetime = Lifetime::default();
+    let stop = lifetime.stop(ctx.drained(), ctx.config.limits.max_tunnel_lifetime);
     let end = relay(client, hop.stream, ctx.config.timeouts.idle, &stats, stop).await;
     let o = rec.get();
     o.bytes_up = stats.bytes_up.into_inner();
     o.bytes_down = stats.bytes_down.into_inner() + hop.early.len() as u64;
-    let reason = if lived_out.into_inner() {
-        CloseReason::TunnelLifetime
-    } else {
-        end.into()
-    };
-    rec.end(reason, Some(200));
+    rec.end(lifetime.reason(end), Some(200));
 }
