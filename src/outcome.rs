@@ -43,6 +43,12 @@ pub enum CloseReason {
     /// A direct tunnel's first bytes named another host than one that goes direct
     /// (domain fronting), or were not the TLS the check requires.
     SniMismatch,
+    /// Tenant restrictions apply but the client refused the intercepting TLS (the CA is
+    /// not trusted on the PC): the sign-in was denied.
+    InterceptRefused,
+    /// Tenant restrictions apply but interception failed (minting, the sign-in server's
+    /// TLS or HTTP): the sign-in was denied, never tunnelled without the headers.
+    InterceptFailed,
 }
 
 /// Who failed, when something did.
@@ -90,6 +96,8 @@ impl CloseReason {
             ParentFailed => "parent_failed",
             Cancelled => "cancelled",
             SniMismatch => "sni_mismatch",
+            InterceptRefused => "intercept_refused",
+            InterceptFailed => "intercept_failed",
         }
     }
 
@@ -97,11 +105,10 @@ impl CloseReason {
         use CloseReason::*;
         match self {
             Finished | Denied | Cancelled | Shutdown | IdleTimeout => None,
-            ClientError | BadRequest | HeadTimeout | HeadTooLarge | SniMismatch => {
-                Some(Blame::Client)
-            }
+            ClientError | BadRequest | HeadTimeout | HeadTooLarge | SniMismatch
+            | InterceptRefused => Some(Blame::Client),
             ServerError | DnsFailed | DnsTimeout | ConnectFailed | ConnectTimeout | ParentsDown
-            | ParentRefused | ParentFailed => Some(Blame::NextHop),
+            | ParentRefused | ParentFailed | InterceptFailed => Some(Blame::NextHop),
             InternalAddress | NoParent => Some(Blame::Proxy),
         }
     }
@@ -159,6 +166,8 @@ pub struct Outcome {
     pub sni: Option<String>,
     /// The SNI check failed; with `reason` other than `sni_mismatch`, it was only logged.
     pub sni_mismatch: bool,
+    /// Set when tenant restrictions applied to this tunnel: what interception did.
+    pub tenant_restrictions: Option<crate::intercept::TenantRecord>,
     pub reason: CloseReason,
     pub blame: Option<Blame>,
     pub error: Option<String>,
@@ -254,6 +263,7 @@ impl Default for Outcome {
             duration_ms: 0.0,
             sni: None,
             sni_mismatch: false,
+            tenant_restrictions: None,
             reason: CloseReason::Cancelled,
             blame: None,
             error: None,

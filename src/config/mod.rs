@@ -7,6 +7,7 @@ pub mod duration;
 pub mod error;
 mod pac;
 pub mod schema;
+mod tenant;
 pub mod transparent;
 mod upstream;
 pub mod validate;
@@ -45,6 +46,8 @@ pub struct Config {
     pub pac: crate::admin::pac::PacSettings,
     pub sni_check: SniCheck,
     pub transparent: transparent::Transparent,
+    /// `None`: tenant restrictions off, every sign-in a blind tunnel.
+    pub tenant: Option<crate::intercept::TenantRestrictions>,
 }
 
 /// The domain-fronting guard: a direct tunnel's ClientHello must name a host that is

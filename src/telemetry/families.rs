@@ -40,6 +40,7 @@ pub(super) struct Families {
     pub(super) allowlist_entries: IntGaugeVec,
     pub(super) access_log_dropped: IntCounter,
     pub(super) build_info: IntGaugeVec,
+    pub(super) tenant_restrictions: IntCounterVec,
 }
 
 impl Families {
@@ -161,6 +162,12 @@ impl Families {
                 "lbo_build_info",
                 "Always 1; the version of the running lbo-proxy.",
                 &["version"],
+            )?,
+            tenant_restrictions: counters(
+                r,
+                "lbo_tenant_restrictions_total",
+                "Sign-in tunnels that tenant restrictions applied to, counted when they end, by outcome (applied: intercepted and the headers set; refused: the client refused the intercepting TLS; failed: the proxy could not intercept) and reason. Refused and failed sign-ins were denied, never tunnelled without the headers.",
+                &["outcome", "reason"],
             )?,
         };
         // Known label values start at zero, so dashboards and alerts see series, not gaps.
