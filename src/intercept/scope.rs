@@ -104,6 +104,21 @@ pub struct Plan<'a> {
     pub headers: &'a [(HeaderName, HeaderValue)],
 }
 
+impl Plan<'_> {
+    /// What `route` and the audit report show: the policy and the headers as sent.
+    pub fn summary(&self) -> serde_json::Value {
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect();
+        serde_json::json!({
+            "policy": &*self.policy.name,
+            "headers": headers,
+        })
+    }
+}
+
 impl Scope {
     /// The policy of a segment: one naming the segment wins over one naming its profile.
     pub fn policy_for(

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod scrape;
+pub mod signin;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -313,6 +314,8 @@ pub struct Lab<'a> {
     pub parents: Vec<(&'a str, String)>,
     pub segment: &'a str,
     pub extra: &'a str,
+    /// More names that break out (rule `direct-test`, on `origin_port`).
+    pub direct_domains: &'a [&'a str],
 }
 
 impl<'a> Lab<'a> {
@@ -325,6 +328,7 @@ impl<'a> Lab<'a> {
             parents: Vec::new(),
             segment: "127.0.0.0/8",
             extra: "",
+            direct_domains: &[],
         }
     }
 }
@@ -335,6 +339,11 @@ impl Proxy {
         let lists = dir.path().join("allowlists");
         std::fs::create_dir(&lists).unwrap();
         let port = lab.origin_port;
+        let more: String = lab
+            .direct_domains
+            .iter()
+            .map(|d| format!(", \"{d}\""))
+            .collect();
         std::fs::write(
             lists.join("lab-direct.toml"),
             format!(
@@ -347,7 +356,7 @@ version = "1"
 retrieved = "2026-11-23"
 [[rule]]
 name = "direct-test"
-domains = ["direct.test", "*.direct.test"]
+domains = ["direct.test", "*.direct.test"{more}]
 networks = ["127.0.0.1/32"]
 ports = [{port}]
 "#
