@@ -485,4 +485,31 @@ async fn ca_init_warns_and_route_shows_the_headers() {
     assert!(staff[1]["tenant_restrictions"].is_null(), "{staff:?}");
     let guests = route("10.2.0.5");
     assert!(guests[0]["tenant_restrictions"].is_null(), "{guests:?}");
+
+    let audit = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .args(["audit", "-c", "c.toml", "--format", "md"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&audit.stdout);
+    let row = |segment: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{segment}`")))
+            .unwrap_or_else(|| panic!("no row for {segment}: {report}"))
+            .to_string()
+    };
+    let staff = row("staff");
+    assert!(
+        staff.contains(&format!("`city: restrict-access-to-tenants: {TENANTS} (login.microsoftonline.com, login.microsoft.com, login.windows.net); restrict-access-context: {CONTEXT}")),
+        "{staff}"
+    );
+    assert!(
+        staff.contains("sec-restrict-tenant-access-policy: restrict-msa (login.live.com)"),
+        "{staff}"
+    );
+    assert!(
+        row("guests").contains("off (sign-in is a blind tunnel)"),
+        "{report}"
+    );
 }

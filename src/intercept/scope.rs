@@ -120,6 +120,25 @@ impl Plan<'_> {
 }
 
 impl Scope {
+    /// One line for the audit report: the policy, then each header as sent and the hosts
+    /// it goes to.
+    pub fn describe(&self, policy: &TenantPolicy) -> String {
+        let lines = |set: &[(HeaderName, HeaderValue)], hosts: &[String]| {
+            set.iter()
+                .map(|(n, v)| {
+                    format!(
+                        "{n}: {} ({})",
+                        String::from_utf8_lossy(v.as_bytes()),
+                        hosts.join(", ")
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut out = lines(&policy.entra, &self.hosts);
+        out.extend(lines(&policy.msa, &self.msa_hosts));
+        format!("{}: {}", policy.name, out.join("; "))
+    }
+
     /// The policy of a segment: one naming the segment wins over one naming its profile.
     pub fn policy_for(
         &self,
