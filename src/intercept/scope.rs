@@ -226,11 +226,18 @@ mod tests {
         }
     }
 
-    /// (segment, profile, host) → (policy, header names) or blind tunnel.
+    /// (segment, profile, host) → (policy, header names), or `None`: a blind tunnel.
+    type Row<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+        Option<(&'a str, &'a [&'a str])>,
+    );
+
     #[test]
     fn scenario_table() {
         let s = scope();
-        let rows: &[(Option<&str>, Option<&str>, &str, Option<(&str, &[&str])>)] = &[
+        let rows: &[Row] = &[
             (
                 Some("staff"),
                 Some("case1"),

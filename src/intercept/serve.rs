@@ -371,3 +371,26 @@ fn page(status: StatusCode, detail: &str) -> Response<Body> {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_an_authority() {
+        assert_eq!(
+            host_of("login.microsoftonline.com:443"),
+            "login.microsoftonline.com"
+        );
+        assert_eq!(
+            host_of("login.microsoftonline.com"),
+            "login.microsoftonline.com"
+        );
+        assert_eq!(
+            host_of("login.microsoftonline.com.:8443"),
+            "login.microsoftonline.com"
+        );
+        assert_eq!(host_of("[::1]:443"), "[::1]");
+        assert_eq!(host_of("::1"), "::1");
+    }
+}
