@@ -513,3 +513,50 @@ async fn ca_init_warns_and_route_shows_the_headers() {
         "{report}"
     );
 }
+
+/// A PC without a proxy setting, redirected to the transparent TLS listener, is
+/// intercepted the same way: its ClientHello names the sign-in host.
+#[tokio::test]
+async fn the_transparent_listener_intercepts_the_same_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let signin = SignIn::start(dir.path(), NAMES, H2_AND_H1).await;
+    let ca = proxy_ca(dir.path());
+    let extra = format!(
+        "[transparent]\ntls_listen = [\"127.0.0.1:0\"]\ntls_port = {}\n{}",
+        signin.port(),
+        table(&ca, &signin.ca_pem, &v1_policy())
+    );
+    let proxy = direct_proxy(&signin, &extra).await;
+    let listener = proxy.transparent_tls[0];
+    let host = "login.microsoftonline.com";
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "15",
+            "--noproxy",
+            "*",
+            "--cacert",
+            &ca.0,
+        ])
+        .arg("--connect-to")
+        .arg(format!(
+            "{host}:{}:127.0.0.1:{}",
+            signin.port(),
+            listener.port()
+        ))
+        .arg(url(host, &signin, "/transparent"))
+        .output()
+        .await
+        .expect("curl is not installed: run scripts/test");
+    assert!(out.status.success(), "{out:?}");
+    let seen = signin.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].all("restrict-access-to-tenants"), [TENANTS]);
+    assert_eq!(seen[0].all("restrict-access-context"), [CONTEXT]);
+    let recs = proxy.records(1).await;
+    let rec = record_for(&recs, host);
+    assert_eq!(rec["listener"], "transparent_tls", "{rec}");
+    assert_eq!(rec["tenant_restrictions"]["outcome"], "applied", "{rec}");
+    proxy.stop().await;
+}
