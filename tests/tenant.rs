@@ -130,6 +130,8 @@ async fn v1_headers_and_restrict_msa_arrive_on_the_direct_route() {
     assert_eq!(rec["tenant_restrictions"]["outcome"], "applied");
     assert_eq!(rec["tenant_restrictions"]["reason"], "headers_added");
     assert_eq!(rec["tenant_restrictions"]["requests"], 1);
+    assert!(rec["bytes_up"].as_u64().unwrap() > 0, "{rec}");
+    assert!(rec["bytes_down"].as_u64().unwrap() > 0, "{rec}");
 
     let metrics = metrics_text(&proxy).await;
     assert!(

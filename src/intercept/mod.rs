@@ -6,6 +6,7 @@
 //! the sign-in server's over the tunnel's next hop, direct or through a parent.
 
 pub mod ca;
+mod counted;
 pub mod headers;
 mod mint;
 mod record;

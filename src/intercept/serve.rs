@@ -20,6 +20,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use super::counted::{Counted, Counts};
 use super::record::{TenantReason, TenantRecord};
 use super::scope::Plan;
 use super::Interceptor;
@@ -64,11 +65,18 @@ pub async fn intercept<C>(
         Ok(c) => c,
         Err(e) => return fail(rec, TenantReason::MintFailed, e.to_string()),
     };
+    let counts = Arc::new(Counts::default());
+    let client = Counted::new(client, counts.clone());
     let accepted = tokio::time::timeout(
         ctx.config.timeouts.head,
         TlsAcceptor::from(server_config).accept(client),
     )
     .await;
+    let count = |rec: &mut Recorder| {
+        rec.get().bytes_up = counts.up.load(Ordering::Relaxed);
+        rec.get().bytes_down = counts.down.load(Ordering::Relaxed);
+    };
+    count(rec);
     let tls = match accepted {
         Err(_) => {
             return fail(
@@ -118,6 +126,7 @@ pub async fn intercept<C>(
     if let Some(d) = driver {
         d.abort();
     }
+    count(rec);
     let requests = bridge.requests.load(Ordering::Relaxed);
     let failure = bridge.failure.lock().ok().and_then(|mut f| f.take());
     let reason = match (&bridge.origin, failure) {
