@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1 as client1, http2 as client2};
 use hyper::server::conn::{http1 as server1, http2 as server2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -116,7 +116,13 @@ pub async fn intercept<C>(
                 .serve_connection(io, service)
                 .await
         } else {
-            server1::Builder::new().serve_connection(io, service).await
+            // A request head, the first or the next on a kept-alive connection, must come
+            // within `timeouts.head`, so an idle intercepted connection does not stay open.
+            server1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(ctx.config.timeouts.head)
+                .serve_connection(io, service)
+                .await
         }
     };
     let shutdown = tokio::select! {
