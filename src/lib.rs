@@ -11,6 +11,7 @@ pub mod audit;
 pub mod config;
 pub mod egress;
 pub mod ingress;
+pub mod intercept;
 pub mod lists;
 pub mod outcome;
 pub mod policy;

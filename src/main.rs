@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: AllowlistCommand,
     },
+    /// The interception CA of tenant restrictions.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Write the auditor's report (外部監査): configuration, sources with SHA-256, and
     /// fail-closed evidence from the decision function. Exits non-zero on any FAILURE.
     Audit {
@@ -121,6 +126,21 @@ enum AllowlistCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create a CA for tenant restrictions in a lab: the certificate (to deploy to PCs)
+    /// and its key (mode 0600, to stay on this appliance). Never overwrites.
+    Init {
+        #[arg(long, default_value = "ca.pem")]
+        cert: PathBuf,
+        #[arg(long, default_value = "ca.key")]
+        key: PathBuf,
+        /// The CA's common name, as PCs show it.
+        #[arg(long, default_value = "lbo-proxy tenant restrictions CA")]
+        name: String,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DiffFormat {
     Text,
@@ -148,6 +168,9 @@ fn main() -> ExitCode {
             targets,
         } => route(config, client, profile, targets),
         Command::Allowlist { command } => allowlist(command),
+        Command::Ca {
+            command: CaCommand::Init { cert, key, name },
+        } => ca_init(&cert, &key, &name),
         Command::Pac { config, segment } => pac(config, segment),
         Command::Audit {
             config,
@@ -314,6 +337,18 @@ fn route(
         let mut v = serde_json::to_value(d).unwrap_or_default();
         if let Some(obj) = v.as_object_mut() {
             obj.insert("target".into(), raw.trim().into());
+            if let Some(tr) = &config.tenant {
+                let host = Target::parse_authority(raw.trim(), Some(443)).ok();
+                let plan = host.as_ref().and_then(|t| t.host.as_name()).and_then(|h| {
+                    (d.route != lbo_proxy::policy::Route::Deny)
+                        .then(|| tr.scope.plan(d.segment.as_deref(), d.profile.as_deref(), h))
+                        .flatten()
+                });
+                obj.insert(
+                    "tenant_restrictions".into(),
+                    plan.map_or(serde_json::Value::Null, |p| p.summary()),
+                );
+            }
         }
         println!("{v}");
     };
@@ -434,6 +469,20 @@ fn pac(path: Option<PathBuf>, segment: Option<String>) -> anyhow::Result<ExitCod
     print!(
         "{}",
         lbo_proxy::admin::pac::render(snap, &config.pac, profile, segment.map(|s| &*s.name))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ca_init(cert: &std::path::Path, key: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
+    lbo_proxy::intercept::ca::init(cert, key, name)?;
+    eprintln!(
+        "Created {cert} (CA certificate) and {key} (its private key, mode 0600).\n\
+         WARNING: every PC that trusts this CA accepts any certificate it signs, for any site.\n\
+         - Keep {key} on this appliance only: never copy it to PCs, mail it or put it in a backup others can read.\n\
+         - Deploy only {cert} to PCs (GPO or Intune: docs/tenant-restrictions.md).\n\
+         - This is a lab CA. In production use a CA from the municipality's own PKI, limited to the sign-in hosts where it can be.",
+        cert = cert.display(),
+        key = key.display(),
     );
     Ok(ExitCode::SUCCESS)
 }

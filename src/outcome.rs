@@ -53,6 +53,12 @@ pub enum CloseReason {
     TunnelLifetime,
     /// The client's segment requires proxy authentication and none valid was given (407).
     AuthRequired,
+    /// Tenant restrictions apply but the client refused the intercepting TLS (the CA is
+    /// not trusted on the PC): the sign-in was denied.
+    InterceptRefused,
+    /// Tenant restrictions apply but interception failed (minting, the sign-in server's
+    /// TLS or HTTP): the sign-in was denied, never tunnelled without the headers.
+    InterceptFailed,
 }
 
 /// Who failed, when something did.
@@ -105,6 +111,8 @@ impl CloseReason {
             ClientConnectionLimit => "client_connection_limit",
             TunnelLifetime => "tunnel_lifetime",
             AuthRequired => "auth_required",
+            InterceptRefused => "intercept_refused",
+            InterceptFailed => "intercept_failed",
         }
     }
 
@@ -119,9 +127,10 @@ impl CloseReason {
             | SniMismatch
             | TooManyHeaders
             | ClientConnectionLimit
-            | AuthRequired => Some(Blame::Client),
+            | AuthRequired
+            | InterceptRefused => Some(Blame::Client),
             ServerError | DnsFailed | DnsTimeout | ConnectFailed | ConnectTimeout | ParentsDown
-            | ParentRefused | ParentFailed => Some(Blame::NextHop),
+            | ParentRefused | ParentFailed | InterceptFailed => Some(Blame::NextHop),
             InternalAddress | NoParent | ConnectionLimit => Some(Blame::Proxy),
         }
     }
@@ -182,6 +191,8 @@ pub struct Outcome {
     /// The `Host` header of an absolute-form request when it names another host than
     /// the URI (the URI decides).
     pub host_mismatch: Option<String>,
+    /// Set when tenant restrictions applied to this tunnel: what interception did.
+    pub tenant_restrictions: Option<crate::intercept::TenantRecord>,
     pub reason: CloseReason,
     pub blame: Option<Blame>,
     pub error: Option<String>,
@@ -278,6 +289,7 @@ impl Default for Outcome {
             sni: None,
             sni_mismatch: false,
             host_mismatch: None,
+            tenant_restrictions: None,
             reason: CloseReason::Cancelled,
             blame: None,
             error: None,

@@ -208,7 +208,7 @@ fn summary(h: &mut String, r: &Report, t: &Text) {
     };
     h.push_str(&format!(
         "<section id=\"summary\">\n<h2>2. {}</h2>\n<p>{}{}{}</p>\n<h3>{}</h3>\n<table>\n\
-         <thead><tr><th>{}</th><th>{}</th><th>{}</th></tr></thead>\n<tbody>\n",
+         <thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>\n<tbody>\n",
         esc(t.s2),
         esc(t.s2_intro),
         t.gap,
@@ -216,14 +216,18 @@ fn summary(h: &mut String, r: &Report, t: &Text) {
         esc(t.segments),
         esc(t.segment),
         esc(t.client_networks),
-        esc(t.profile)
+        esc(t.profile),
+        esc(t.tenant_col)
     ));
     for s in &r.segments {
         h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             code(&s.name),
             codes(&s.networks),
-            code(&s.profile)
+            code(&s.profile),
+            s.tenant_restrictions
+                .as_deref()
+                .map_or_else(|| esc(t.tenant_off), code)
         ));
     }
     h.push_str(&format!(

@@ -157,12 +157,20 @@ fn summary(m: &mut String, r: &Report, t: &Text) {
         text(rest_text),
         text(t.segments)
     ));
-    m.push_str(&head(&[t.segment, t.client_networks, t.profile]));
+    m.push_str(&head(&[
+        t.segment,
+        t.client_networks,
+        t.profile,
+        t.tenant_col,
+    ]));
     for s in &r.segments {
         m.push_str(&row(&[
             code(&s.name),
             codes(&s.networks, "<br>", t.none),
             code(&s.profile),
+            s.tenant_restrictions
+                .as_deref()
+                .map_or_else(|| text(t.tenant_off), code),
         ]));
     }
     m.push_str(&format!("\n### {}\n\n", text(t.profiles)));

@@ -42,6 +42,8 @@ pub struct SegmentRow {
     pub name: String,
     pub networks: Vec<String>,
     pub profile: String,
+    /// The tenant-restriction policy and the headers its sign-ins get; `None`: off.
+    pub tenant_restrictions: Option<String>,
 }
 
 pub struct ProfileRow {
@@ -221,6 +223,12 @@ pub fn build(s: &Sources, only: Option<&str>, now: SystemTime) -> Result<Report,
                 .map(|f| f.networks.iter().map(|n| n.get_ref().clone()).collect())
                 .unwrap_or_default(),
             profile: snap.profiles()[seg.profile].name.to_string(),
+            tenant_restrictions: cfg.tenant.as_ref().and_then(|tr| {
+                let profile = &snap.profiles()[seg.profile].name;
+                tr.scope
+                    .policy_for(Some(&seg.name), Some(profile))
+                    .map(|p| tr.scope.describe(p))
+            }),
         })
         .collect();
     let profiles: Vec<ProfileRow> = reported

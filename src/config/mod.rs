@@ -8,6 +8,7 @@ pub mod error;
 pub mod limits;
 mod pac;
 pub mod schema;
+mod tenant;
 pub mod transparent;
 mod upstream;
 pub mod validate;
@@ -47,6 +48,8 @@ pub struct Config {
     pub sni_check: SniCheck,
     pub transparent: transparent::Transparent,
     pub access: limits::Access,
+    /// `None`: tenant restrictions off, every sign-in a blind tunnel.
+    pub tenant: Option<crate::intercept::TenantRestrictions>,
 }
 
 /// The domain-fronting guard: a direct tunnel's ClientHello must name a host that is

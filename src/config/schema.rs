@@ -35,6 +35,8 @@ pub struct File {
     pub transparent: Transparent,
     #[serde(default)]
     pub access: Access,
+    /// Absent: tenant restrictions are off and every sign-in is a blind tunnel.
+    pub tenant_restrictions: Option<Spanned<TenantRestrictions>>,
 }
 
 /// Who may use the proxy beyond the segments' networks.
@@ -43,6 +45,47 @@ pub struct File {
 pub struct Access {
     /// What a client outside every segment gets: `deny` (a 403 page) or `close`.
     pub unknown_client: Option<Spanned<String>>,
+}
+
+/// Tenant restrictions: the headers Microsoft's sign-in reads to refuse other tenants,
+/// added by terminating TLS for the sign-in hosts only, with leaves minted from the
+/// municipality's own CA.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRestrictions {
+    /// PEM certificate of the CA that PCs trust for the sign-in hosts.
+    pub ca_cert: Spanned<String>,
+    /// PEM private key of that CA; not readable by others than owner and group.
+    pub ca_key: Spanned<String>,
+    /// PEM bundle that sign-in servers are verified against (default: the system roots).
+    pub upstream_ca_file: Option<Spanned<String>>,
+    /// Entra ID sign-in hosts to intercept (default: Microsoft's documented three).
+    pub hosts: Option<Vec<Spanned<String>>>,
+    /// Consumer (Microsoft account) sign-in hosts, intercepted for `restrict_msa`.
+    pub msa_hosts: Option<Vec<Spanned<String>>>,
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<TenantPolicy>,
+}
+
+/// Which segments or profiles get which restriction headers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicy {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub segments: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub profiles: Vec<Spanned<String>>,
+    /// v1 `Restrict-Access-To-Tenants`: tenant domains or IDs staff may sign in to.
+    #[serde(default)]
+    pub tenants: Vec<Spanned<String>>,
+    /// v1 `Restrict-Access-Context`: the directory ID that sets the restriction.
+    pub context: Option<Spanned<String>>,
+    /// v2 `sec-Restrict-Tenant-Access-Policy`: `<tenantId>:<policyId>`.
+    pub v2_policy: Option<Spanned<String>>,
+    /// Consumer sign-in (`login.live.com`) gets `sec-Restrict-Tenant-Access-Policy: restrict-msa`.
+    #[serde(default)]
+    pub restrict_msa: bool,
 }
 
 /// Transparent listeners: traffic redirected to the appliance (nftables `redirect`)

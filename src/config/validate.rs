@@ -246,6 +246,7 @@ fn build(
     let pac = pac(p, &file.pac, &proxy_listen, &upstream);
     let sni_check = sni_check(p, &file.sni_check);
     let transparent = super::transparent::validate(p, &file.transparent);
+    let tenant = super::tenant::validate(p, &file.tenant_restrictions, base, &segments, &profiles);
     check_shared_hosting(p, &profiles, &categories);
     if !p.is_empty() {
         return None;
@@ -277,6 +278,7 @@ fn build(
         sni_check,
         transparent,
         access,
+        tenant,
     })
 }
 

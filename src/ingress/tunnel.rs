@@ -123,7 +123,8 @@ pub async fn connect(
 }
 
 /// Relays an established tunnel to `target` and records how it ended. A direct tunnel
-/// first passes the SNI check (domain fronting); what it read is replayed.
+/// first passes the SNI check (domain fronting); what it read is replayed. A sign-in host
+/// under tenant restrictions is intercepted instead, on either route.
 pub async fn run<C>(ctx: &Context, rec: &mut Recorder, mut client: C, target: &Target, hop: NextHop)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -135,6 +136,17 @@ where
     // In `lbo_active_tunnels` from the 200 until the relay ends, or is dropped when
     // cancelled (the SNI check's wait included).
     let _open = rec.get().route.map(OpenTunnel::new);
+    if let Some(tr) = &ctx.config.tenant {
+        let (segment, profile) = (rec.get().segment.clone(), rec.get().profile.clone());
+        if let Some(plan) = target
+            .host
+            .as_name()
+            .and_then(|host| tr.scope.plan(segment.as_deref(), profile.as_deref(), host))
+        {
+            crate::intercept::intercept(ctx, &tr.interceptor, rec, client, target, hop, plan).await;
+            return;
+        }
+    }
     let check = ctx.config.sni_check;
     let read = if rec.get().route == Some(Route::Direct) && check.mode != SniMode::Off {
         let head = ctx.config.timeouts.head;

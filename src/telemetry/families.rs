@@ -42,6 +42,7 @@ pub(super) struct Families {
     pub(super) build_info: IntGaugeVec,
     pub(super) limit_hits: IntCounterVec,
     pub(super) accept_errors: IntCounterVec,
+    pub(super) tenant_restrictions: IntCounterVec,
 }
 
 impl Families {
@@ -175,6 +176,12 @@ impl Families {
                 "lbo_accept_errors_total",
                 "Failed accepts on a listener, by kind (fd_limit: EMFILE/ENFILE, memory, other); the listener backs off and goes on.",
                 &["kind"],
+            )?,
+            tenant_restrictions: counters(
+                r,
+                "lbo_tenant_restrictions_total",
+                "Sign-in tunnels that tenant restrictions applied to, counted when they end, by outcome (applied: intercepted and the headers set; refused: the client refused the intercepting TLS; failed: the proxy could not intercept) and reason. Refused and failed sign-ins were denied, never tunnelled without the headers.",
+                &["outcome", "reason"],
             )?,
         };
         for limit in super::labels::LIMITS {

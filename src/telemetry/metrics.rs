@@ -117,6 +117,12 @@ impl Metrics {
         if let Some(h) = series(&f.request_duration, &[route]) {
             h.observe(o.duration_ms / 1000.0);
         }
+        if let Some(t) = &o.tenant_restrictions {
+            let labels = [t.outcome.as_str(), t.reason.as_str()];
+            if let Some(c) = series(&f.tenant_restrictions, &labels) {
+                c.inc();
+            }
+        }
     }
 
     pub fn tunnel_opened(&self, route: Route) {
@@ -346,6 +352,7 @@ mod tests {
             sni: None,
             sni_mismatch: false,
             host_mismatch: None,
+            tenant_restrictions: None,
             reason: CloseReason::Finished,
             blame: None,
             error: None,

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod scrape;
+pub mod signin;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -315,6 +316,8 @@ pub struct Lab<'a> {
     pub extra: &'a str,
     /// More lines of the `[timeouts]` table (`head = "1s"`…).
     pub timeouts: &'a str,
+    /// More names that break out (rule `direct-test`, on `origin_port`).
+    pub direct_domains: &'a [&'a str],
 }
 
 impl<'a> Lab<'a> {
@@ -328,6 +331,7 @@ impl<'a> Lab<'a> {
             segment: "127.0.0.0/8",
             extra: "",
             timeouts: "",
+            direct_domains: &[],
         }
     }
 }
@@ -338,6 +342,11 @@ impl Proxy {
         let lists = dir.path().join("allowlists");
         std::fs::create_dir(&lists).unwrap();
         let port = lab.origin_port;
+        let more: String = lab
+            .direct_domains
+            .iter()
+            .map(|d| format!(", \"{d}\""))
+            .collect();
         std::fs::write(
             lists.join("lab-direct.toml"),
             format!(
@@ -350,7 +359,7 @@ version = "1"
 retrieved = "2026-11-23"
 [[rule]]
 name = "direct-test"
-domains = ["direct.test", "*.direct.test"]
+domains = ["direct.test", "*.direct.test"{more}]
 networks = ["127.0.0.1/32"]
 ports = [{port}]
 "#
