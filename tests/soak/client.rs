@@ -39,6 +39,8 @@ pub struct Transfer {
     pub status: u16,
     /// Payload bytes relayed back to the client.
     pub bytes: u64,
+    /// Payload bytes the client sent into a tunnel.
+    pub sent: u64,
 }
 
 impl Transfer {
@@ -47,12 +49,13 @@ impl Transfer {
             ended: Ended::Broken(e.to_string()),
             status: 0,
             bytes: 0,
+            sent: 0,
         }
     }
 }
 
 /// `CONNECT target`, then sends `ECHO` + `payload` and reads it back. With `reset_after`,
-/// the client sends that many payload bytes, reads what came back so far, then resets.
+/// the client sends that many payload bytes, then resets.
 pub async fn tunnel(
     proxy: SocketAddr,
     target: &str,
@@ -76,18 +79,25 @@ pub async fn tunnel(
             ended: Ended::Refused(status),
             status,
             bytes: 0,
+            sent: 0,
         };
     }
     let mut framed = ECHO.to_vec();
     framed.extend_from_slice(payload);
     if let Some(cut) = reset_after {
         let cut = ECHO.len() + cut.min(payload.len());
-        let _ = tcp.write_all(&framed[..cut]).await;
-        return reset(tcp, status);
+        let sent = match tcp.write_all(&framed[..cut]).await {
+            Ok(()) => (cut - ECHO.len()) as u64,
+            Err(_) => 0,
+        };
+        return reset(tcp, status, sent);
     }
     let (mut r, mut w) = tcp.split();
     let send = async {
-        let _ = w.write_all(&framed).await;
+        match w.write_all(&framed).await {
+            Ok(()) => payload.len() as u64,
+            Err(_) => 0,
+        }
     };
     let receive = async {
         let mut got = early;
@@ -100,11 +110,12 @@ pub async fn tunnel(
         }
         got
     };
-    let ((), got) = tokio::join!(send, receive);
+    let (sent, got) = tokio::join!(send, receive);
     Transfer {
         ended: compare(&got, payload),
         status,
         bytes: got.len() as u64,
+        sent,
     }
 }
 
@@ -136,12 +147,13 @@ pub async fn http_get(
             ended: Ended::Refused(status),
             status,
             bytes: 0,
+            sent: 0,
         };
     }
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
         if reset_after.is_some_and(|cut| body.len() >= cut) {
-            return reset(tcp, status);
+            return reset(tcp, status, 0);
         }
         match tcp.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
@@ -157,6 +169,7 @@ pub async fn http_get(
                     ended: Ended::Cut,
                     status,
                     bytes: body.len() as u64,
+                    sent: 0,
                 }
             }
         };
@@ -171,11 +184,12 @@ pub async fn http_get(
         ended,
         status,
         bytes: body.len() as u64,
+        sent: 0,
     }
 }
 
 /// Resets the connection: SO_LINGER 0, then close (an RST, not a FIN).
-fn reset(tcp: TcpStream, status: u16) -> Transfer {
+fn reset(tcp: TcpStream, status: u16, sent: u64) -> Transfer {
     let ended = match tcp.set_zero_linger() {
         Ok(()) => Ended::Reset,
         Err(e) => Ended::Broken(format!("SO_LINGER: {e}")),
@@ -185,6 +199,7 @@ fn reset(tcp: TcpStream, status: u16) -> Transfer {
         ended,
         status,
         bytes: 0,
+        sent,
     }
 }
 

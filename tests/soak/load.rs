@@ -57,7 +57,10 @@ pub struct KindTally {
     pub intact: u64,
     pub cut: u64,
     pub reset: u64,
+    /// Bytes relayed back to the clients.
     pub bytes: u64,
+    /// Bytes the clients sent into tunnels.
+    pub sent: u64,
     pub statuses: BTreeMap<u16, u64>,
     pub corrupt: Vec<String>,
     pub broken: Vec<String>,
@@ -73,6 +76,7 @@ impl Tally {
         let k = self.kinds.entry(kind).or_default();
         k.transfers += 1;
         k.bytes += t.bytes;
+        k.sent += t.sent;
         *k.statuses.entry(t.status).or_default() += 1;
         match t.ended {
             Ended::Intact => k.intact += 1,
@@ -92,6 +96,7 @@ impl Tally {
             k.cut += o.cut;
             k.reset += o.reset;
             k.bytes += o.bytes;
+            k.sent += o.sent;
             for (s, n) in o.statuses {
                 *k.statuses.entry(s).or_default() += n;
             }
@@ -132,6 +137,7 @@ pub async fn one(targets: Targets, kind: Kind, rng: &mut Rng) -> Transfer {
             ended: Ended::Broken(format!("{} took over {TRANSFER_TIMEOUT:?}", kind.name())),
             status: 0,
             bytes: 0,
+            sent: 0,
         },
     }
 }
