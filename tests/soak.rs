@@ -105,12 +105,9 @@ async fn soak_with_faults() {
     let mut samples = Vec::new();
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut p = proxy.lock().unwrap();
-        assert!(p.alive(), "lbo-proxy exited under load:\n{}", p.log_text());
-        let now = p.usage();
+        let now = alive_usage(&proxy);
         peak.fds = peak.fds.max(now.fds);
         peak.rss_kib = peak.rss_kib.max(now.rss_kib);
-        drop(p);
         let at = started.elapsed().as_secs();
         if samples.len() as u64 <= at / sample_every {
             samples.push((at, now));
@@ -149,17 +146,12 @@ async fn soak_with_faults() {
     let (reloaded, refused) = {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let p = proxy.lock().unwrap();
-            let counts = (
-                p.log_count("configuration reloaded"),
-                p.log_count("reload refused"),
-            );
+            let counts = reload_counts(&proxy);
             if counts == (injected.reloads as usize, injected.bad_reloads as usize)
                 || Instant::now() > deadline
             {
                 break counts;
             }
-            drop(p);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
@@ -242,6 +234,22 @@ async fn soak_with_faults() {
         );
     }
     drop(squid);
+}
+
+/// The proxy's fds and RSS; it must still be running.
+fn alive_usage(proxy: &Mutex<ProxyProcess>) -> Usage {
+    let mut p = proxy.lock().unwrap();
+    assert!(p.alive(), "lbo-proxy exited under load:\n{}", p.log_text());
+    p.usage()
+}
+
+/// Reloads the proxy logged as applied and as refused.
+fn reload_counts(proxy: &Mutex<ProxyProcess>) -> (usize, usize) {
+    let p = proxy.lock().unwrap();
+    (
+        p.log_count("configuration reloaded"),
+        p.log_count("reload refused"),
+    )
 }
 
 async fn proxy_healthz(proxy: &Arc<Mutex<ProxyProcess>>) -> u16 {
@@ -351,6 +359,9 @@ fn report(r: &Report) {
         r.log.reasons,
         r.log.leaked.len()
     );
+    for (reason, error) in &r.log.errors {
+        println!("  e.g. {reason}: {error}");
+    }
     println!(
         "origins: {} connections, {} to the upstream origin not from Squid",
         r.origin_connections, r.strangers

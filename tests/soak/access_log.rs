@@ -15,6 +15,8 @@ pub struct LogAudit {
     pub reasons: BTreeMap<String, u64>,
     /// Records of a target that is not allowlisted with route `direct`: must stay empty.
     pub leaked: Vec<String>,
+    /// One `error` text per reason, as an example for the report.
+    pub errors: BTreeMap<String, String>,
     /// Lines that are not JSON records.
     pub unreadable: u64,
 }
@@ -36,6 +38,12 @@ pub fn audit(path: &Path) -> LogAudit {
             audit.leaked.push(line.to_string());
         }
         *audit.routes.entry(route).or_default() += 1;
+        if let Some(error) = record["error"].as_str() {
+            audit
+                .errors
+                .entry(reason.clone())
+                .or_insert_with(|| error.to_string());
+        }
         *audit.reasons.entry(reason).or_default() += 1;
     }
     audit

@@ -1,6 +1,6 @@
 //! The fault schedule, on its own thread: the parent is killed and restarted, DNS fails
 //! and goes silent, the config is reloaded (good, and once per cycle a broken one). One
-//! cycle takes about 40 s and repeats until the deadline; the end always restores the
+//! cycle takes about 35 s and repeats until the deadline; the end always restores the
 //! parent, DNS and a good config file.
 
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,8 @@ const CYCLE: &[Step] = &[
     Step::RestartParent,
     Step::Wait(3),
     Step::Dns(DnsMode::Silent),
-    Step::Wait(4),
+    // Longer than one lookup's deadline (3 × the 1 s DNS timeout), so lookups time out.
+    Step::Wait(7),
     Step::Dns(DnsMode::Ok),
     Step::Wait(2),
     Step::BadReload,

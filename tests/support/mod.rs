@@ -55,8 +55,18 @@ impl FaultyDns {
                     .push(ip.parse().unwrap());
                 m
             });
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (socket, tcp) = udp_and_tcp_port().await;
         let addr = socket.local_addr().unwrap();
+        // DNS over TCP on the same port never answers: a resolver that falls back to TCP
+        // when UDP is silent must time out, not see a quick "connection refused".
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = tcp.accept().await {
+                tokio::spawn(async move {
+                    let mut sink = [0u8; 512];
+                    while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
         let mode = Arc::new(std::sync::atomic::AtomicU8::new(DnsMode::Ok as u8));
         let current = mode.clone();
         tokio::spawn(async move {
@@ -89,6 +99,17 @@ impl FaultyDns {
         self.mode
             .store(mode as u8, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// A UDP socket and a TCP listener on the same free port of 127.0.0.1.
+async fn udp_and_tcp_port() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
 
 /// An empty response to `query`, echoing its id and questions.
