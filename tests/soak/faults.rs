@@ -1,7 +1,7 @@
 //! The fault schedule, on its own thread: the parent is killed and restarted, DNS fails
 //! and goes silent, the config is reloaded (good, and once per cycle a broken one). One
-//! cycle takes about 35 s and repeats until the deadline; the end always restores the
-//! parent, DNS and a good config file.
+//! cycle takes about 35 s and repeats until the deadline (the first one always completes);
+//! the end always restores the parent, DNS and a good config file.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,7 +67,8 @@ impl Injected {
     }
 }
 
-/// Runs the schedule until `until`, then restores everything; hands Squid back.
+/// Runs the schedule until `until` (at least one whole cycle), then restores everything;
+/// hands Squid back.
 pub fn run(
     mut squid: Squid,
     dns: FaultyDns,
@@ -81,14 +82,18 @@ pub fn run(
     let note = |done: &mut Injected, what: String| {
         done.events.push((start.elapsed().as_secs_f64(), what));
     };
-    for step in CYCLE.iter().cycle().take(MAX_STEPS) {
-        if Instant::now() >= until {
+    for (n, step) in CYCLE.iter().cycle().take(MAX_STEPS).enumerate() {
+        // The first cycle always runs to its end, so every fault is injected at least
+        // once however short the run or slow the machine.
+        let first_cycle = n < CYCLE.len();
+        if !first_cycle && Instant::now() >= until {
             break;
         }
         match *step {
             Step::Wait(secs) => {
                 let left = until.saturating_duration_since(Instant::now());
-                std::thread::sleep(left.min(Duration::from_secs(secs)));
+                let wait = Duration::from_secs(secs);
+                std::thread::sleep(if first_cycle { wait } else { left.min(wait) });
             }
             Step::Dns(mode) => {
                 dns.set(mode);

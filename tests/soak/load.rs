@@ -1,10 +1,12 @@
 //! The steady load: workers that each loop over a seeded mix of direct and upstream
-//! tunnels and `http://` requests, some reset mid-transfer, until the deadline; and the
+//! tunnels and `http://` requests, some reset mid-transfer, until told to stop; and the
 //! tally of what happened.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::client::{http_get, tunnel, Ended, Transfer};
 use super::config::{DIRECT_HOST, UPSTREAM_HOST};
@@ -142,8 +144,8 @@ pub async fn one(targets: Targets, kind: Kind, rng: &mut Rng) -> Transfer {
     }
 }
 
-/// One worker: transfers of every kind in a seeded order until `until`.
-pub async fn worker(targets: Targets, seed: u64, until: Instant) -> Tally {
+/// One worker: transfers of every kind in a seeded order until `stop` is set.
+pub async fn worker(targets: Targets, seed: u64, stop: Arc<AtomicBool>) -> Tally {
     const KINDS: [Kind; 4] = [
         Kind::TunnelDirect,
         Kind::TunnelUpstream,
@@ -153,7 +155,7 @@ pub async fn worker(targets: Targets, seed: u64, until: Instant) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
     for _ in 0..MAX_TRANSFERS_PER_WORKER {
-        if Instant::now() >= until {
+        if stop.load(Ordering::SeqCst) {
             break;
         }
         let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
