@@ -37,9 +37,9 @@ use support::{FaultyDns, Squid};
 /// request for it went direct (the proxy connects from 127.0.0.1).
 const SQUID_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-/// File descriptors the proxy may hold after the load beyond its count before it: a parent
-/// health check or DNS query in flight at the moment of sampling (one socket each, two
-/// resolver sockets for UDP and TCP), plus one spare for the access-log writer's reopen.
+/// File descriptors the proxy may hold after the load beyond its count before it: what may
+/// be open at the moment of counting without being a leak (a parent health check's socket,
+/// a DNS query's UDP and TCP sockets, one connection being closed).
 const FD_SLACK: usize = 4;
 
 /// RSS the proxy may keep after the load beyond its size before it. The allocator keeps
