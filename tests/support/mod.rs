@@ -24,57 +24,133 @@ use tokio::net::{TcpListener, UdpSocket};
 
 /// A DNS server on 127.0.0.1 answering A/AAAA from a fixed table, NXDOMAIN otherwise.
 pub async fn dns_server(records: &[(&str, &str)]) -> SocketAddr {
-    let table: HashMap<String, Vec<IpAddr>> =
-        records.iter().fold(HashMap::new(), |mut m, (n, ip)| {
-            m.entry(format!("{n}."))
-                .or_default()
-                .push(ip.parse().unwrap());
-            m
+    FaultyDns::start(records, 60).await.addr
+}
+
+/// How a [`FaultyDns`] answers right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsMode {
+    /// Answers from the table.
+    Ok = 0,
+    /// SERVFAIL to every query.
+    ServFail = 1,
+    /// No answer at all: the resolver times out.
+    Silent = 2,
+}
+
+/// A DNS server on 127.0.0.1 whose behaviour the test switches while it runs (the soak's
+/// DNS faults); in [`DnsMode::Ok`] it is [`dns_server`].
+#[derive(Clone)]
+pub struct FaultyDns {
+    pub addr: SocketAddr,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl FaultyDns {
+    /// Answers `records` with `ttl` seconds (a short one keeps the resolver asking).
+    pub async fn start(records: &[(&str, &str)], ttl: u32) -> FaultyDns {
+        let table: HashMap<String, Vec<IpAddr>> =
+            records.iter().fold(HashMap::new(), |mut m, (n, ip)| {
+                m.entry(format!("{n}."))
+                    .or_default()
+                    .push(ip.parse().unwrap());
+                m
+            });
+        let (socket, tcp) = udp_and_tcp_port().await;
+        let addr = socket.local_addr().unwrap();
+        // DNS over TCP on the same port never answers: a resolver that falls back to TCP
+        // when UDP is silent must time out, not see a quick "connection refused".
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = tcp.accept().await {
+                tokio::spawn(async move {
+                    let mut sink = [0u8; 512];
+                    while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
         });
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut resp = Message::new(
-                query.metadata.id,
-                MessageType::Response,
-                query.metadata.op_code,
-            );
-            resp.metadata.recursion_desired = query.metadata.recursion_desired;
-            resp.metadata.recursion_available = true;
-            resp.metadata.authoritative = true;
-            let mut found = false;
-            for q in &query.queries {
-                resp.add_query(q.clone());
-                let name = q.name().to_ascii().to_lowercase();
-                if let Some(ips) = table.get(&name) {
-                    found = true;
-                    for ip in ips {
-                        let rdata = match (ip, q.query_type()) {
-                            (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
-                            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
-                            _ => continue,
-                        };
-                        resp.add_answer(Record::from_rdata(q.name().clone(), 60, rdata));
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(DnsMode::Ok as u8));
+        let current = mode.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let resp = match current.load(std::sync::atomic::Ordering::SeqCst) {
+                    0 => dns_answer(&query, &table, ttl),
+                    1 => {
+                        let mut resp = dns_reply(&query);
+                        resp.metadata.response_code = ResponseCode::ServFail;
+                        resp
                     }
+                    _ => continue,
+                };
+                if let Ok(bytes) = resp.to_vec() {
+                    let _ = socket.send_to(&bytes, from).await;
                 }
             }
-            if !found {
-                resp.metadata.response_code = ResponseCode::NXDomain;
-            }
-            if let Ok(bytes) = resp.to_vec() {
-                let _ = socket.send_to(&bytes, from).await;
+        });
+        FaultyDns { addr, mode }
+    }
+
+    pub fn set(&self, mode: DnsMode) {
+        self.mode
+            .store(mode as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A UDP socket and a TCP listener on the same free port of 127.0.0.1.
+async fn udp_and_tcp_port() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
+}
+
+/// An empty response to `query`, echoing its id and questions.
+fn dns_reply(query: &Message) -> Message {
+    let mut resp = Message::new(
+        query.metadata.id,
+        MessageType::Response,
+        query.metadata.op_code,
+    );
+    resp.metadata.recursion_desired = query.metadata.recursion_desired;
+    resp.metadata.recursion_available = true;
+    resp.metadata.authoritative = true;
+    for q in &query.queries {
+        resp.add_query(q.clone());
+    }
+    resp
+}
+
+/// The answer to `query` from `table`: A/AAAA records, NXDOMAIN for unknown names.
+fn dns_answer(query: &Message, table: &HashMap<String, Vec<IpAddr>>, ttl: u32) -> Message {
+    let mut resp = dns_reply(query);
+    let mut found = false;
+    for q in &query.queries {
+        let name = q.name().to_ascii().to_lowercase();
+        if let Some(ips) = table.get(&name) {
+            found = true;
+            for ip in ips {
+                let rdata = match (ip, q.query_type()) {
+                    (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
+                    (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
+                    _ => continue,
+                };
+                resp.add_answer(Record::from_rdata(q.name().clone(), ttl, rdata));
             }
         }
-    });
-    addr
+    }
+    if !found {
+        resp.metadata.response_code = ResponseCode::NXDomain;
+    }
+    resp
 }
 
 /// An HTTP/1.1 origin (keep-alive) that answers every request with `origin <Host>` and
@@ -171,6 +247,9 @@ pub struct Squid {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
+    /// How it was started, so that [`Squid::restart`] starts it the same way.
+    bin: &'static str,
+    name: String,
 }
 
 impl Squid {
@@ -182,6 +261,15 @@ impl Squid {
 
     /// As [`Squid::start`], requiring Basic proxy authentication when `auth` is given.
     pub fn start_with(hosts: &[(&str, &str)], auth: Option<(&str, &str)>) -> Squid {
+        Squid::start_configured(hosts, auth, "")
+    }
+
+    /// As [`Squid::start_with`], with `extra` lines appended to squid.conf.
+    pub fn start_configured(
+        hosts: &[(&str, &str)],
+        auth: Option<(&str, &str)>,
+        extra: &str,
+    ) -> Squid {
         let bin = ["/usr/sbin/squid", "/usr/bin/squid"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -230,29 +318,62 @@ impl Squid {
              coredump_dir {d}\n\
              shutdown_lifetime 0 seconds\n\
              visible_hostname seccloud-test\n\
-             {user}",
+             {user}{extra}",
             d = d.display()
         );
         std::fs::write(d.join("squid.conf"), conf).unwrap();
         let name = format!("lbotest{port}");
-        let child = Command::new(bin)
-            .args(["-N", "-n", &name, "-f"])
-            .arg(d.join("squid.conf"))
+        let child = Squid::spawn(bin, &name, d);
+        let squid = Squid {
+            port,
+            dir,
+            child,
+            bin,
+            name,
+        };
+        squid.wait_listening();
+        squid
+    }
+
+    fn spawn(bin: &str, name: &str, dir: &Path) -> Child {
+        Command::new(bin)
+            .args(["-N", "-n", name, "-f"])
+            .arg(dir.join("squid.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("starting squid");
-        let squid = Squid { port, dir, child };
+            .expect("starting squid")
+    }
+
+    /// Waits (bounded, 30 s) until Squid accepts connections on its port.
+    fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "squid did not start: {}",
-                std::fs::read_to_string(squid.dir.path().join("cache.log")).unwrap_or_default()
+                std::fs::read_to_string(self.dir.path().join("cache.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        squid
+    }
+
+    /// The parent crashes: SIGKILL to the Squid this helper started, then reaped.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts Squid again after [`Squid::kill`], on the same port with the same config,
+    /// and waits (bounded) until it listens.
+    pub fn restart(&mut self) {
+        self.child = Squid::spawn(self.bin, &self.name, self.dir.path());
+        self.wait_listening();
+    }
+
+    /// Whether the Squid process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn addr(&self) -> String {
