@@ -5,6 +5,7 @@
 pub mod allowlists;
 pub mod duration;
 pub mod error;
+pub mod log;
 mod pac;
 pub mod schema;
 pub mod transparent;
@@ -20,6 +21,7 @@ use ipnet::IpNet;
 
 pub use allowlists::LoadedCategory;
 pub use error::{ConfigError, Problem};
+pub use log::{AccessLogConfig, AccessLogTarget, SyslogConfig, SyslogTransport};
 
 use crate::policy::Snapshot;
 
@@ -41,7 +43,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
-    pub access_log: AccessLogTarget,
+    pub access_log: AccessLogConfig,
     pub pac: crate::admin::pac::PacSettings,
     pub sni_check: SniCheck,
     pub transparent: transparent::Transparent,
@@ -136,13 +138,6 @@ pub struct Timeouts {
 pub struct Limits {
     pub max_head_bytes: usize,
     pub max_connections: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLogTarget {
-    Stdout,
-    Off,
-    File(PathBuf),
 }
 
 /// Loads a config file, or the embedded default when `path` is `None`.
