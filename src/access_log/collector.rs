@@ -88,6 +88,12 @@ impl Collector {
     }
 
     async fn try_send(&mut self) -> std::io::Result<()> {
+        if let Some(Connection::Tcp(stream)) = &self.connection {
+            if closed(stream) {
+                tracing::info!(collector = %self.config.address, "access log: the syslog collector closed the connection");
+                self.connection = None;
+            }
+        }
         let connection = match &mut self.connection {
             Some(c) => c,
             None => self.connection.insert(self.connect().await?),
@@ -131,6 +137,16 @@ impl Collector {
             })??;
         tracing::info!(collector = %address, "access log: connected to the syslog collector");
         Ok(connection)
+    }
+}
+
+/// A collector never sends: a readable stream means it closed (or broke) the connection,
+/// and a record written now would be lost without an error.
+fn closed(stream: &TcpStream) -> bool {
+    match stream.try_read(&mut [0u8; 64]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
     }
 }
 
