@@ -50,6 +50,8 @@ pub enum SyslogTransport {
 
 /// Sized for a burst of thousands of PCs at 9:00 while a disk or collector hiccups.
 pub const DEFAULT_QUEUE: usize = 16 * 1024;
+/// A queued record holds a few hundred bytes: a million is already most of a gigabyte.
+const MAX_QUEUE: usize = 1 << 20;
 
 /// RFC 5424 facility names and codes.
 pub const FACILITIES: &[(&str, u8)] = &[
@@ -86,9 +88,13 @@ pub(super) fn access_log(
 ) -> AccessLogConfig {
     let queue = match &log.queue {
         None => DEFAULT_QUEUE,
-        Some(n) if *n.get_ref() > 0 => *n.get_ref(),
+        Some(n) if (1..=MAX_QUEUE).contains(n.get_ref()) => *n.get_ref(),
         Some(n) => {
-            p.at(n.span(), "log.queue", "must be greater than zero");
+            p.at(
+                n.span(),
+                "log.queue",
+                format!("must be between 1 and {MAX_QUEUE}"),
+            );
             DEFAULT_QUEUE
         }
     };
@@ -283,6 +289,8 @@ mod tests {
             load("[log]\naccess = \"stdout\"\n[log.syslog]\naddress = \"a:514\"\n").unwrap_err();
         assert!(e.contains("t.toml:10: log.syslog"), "{e}");
         assert!(load("[log]\naccess = \"file:\"\n").is_err());
+        let e = load("[log]\nqueue = 18446744073709551615\n").unwrap_err();
+        assert!(e.contains("t.toml:8: log.queue"), "{e}");
         assert!(load("[log.syslog]\naddress = \"a:514\"\nport = 1\n").is_err());
     }
 }
