@@ -140,6 +140,27 @@ async fn logrotate_with_the_shipped_snippet_and_sigusr1_loses_no_line() {
     assert!(proxy.log().contains("access log reopened"));
 }
 
+#[tokio::test]
+async fn stdout_for_the_journal_has_one_json_line_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 9, "[log]\naccess = \"stdout\"\n");
+    let proxy = ProxyProcess::start(&cfg);
+    let first = refused(&proxy, 1).await;
+    let second = refused(&proxy, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.stdout().lines().count() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let records: Vec<serde_json::Value> = proxy
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    let mut seen = targets(&records);
+    seen.sort_unstable();
+    assert_eq!(seen, [first.as_str(), second.as_str()]);
+}
+
 /// A syslog message as RFC 5424 section 6 lays it out, with the JSON record as MSG.
 struct Message {
     pri: u32,

@@ -13,6 +13,7 @@ pub struct ProxyProcess {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     log: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
 }
 
 impl ProxyProcess {
@@ -25,21 +26,12 @@ impl ProxyProcess {
             .env("LBO_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting lbo-proxy");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
+        let log = collect(child.stderr.take().expect("stderr is piped"));
+        let stdout = collect(child.stdout.take().expect("stdout is piped"));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = log.lock().unwrap().clone();
@@ -52,6 +44,7 @@ impl ProxyProcess {
                     proxy,
                     admin,
                     log,
+                    stdout,
                 };
             }
             if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
@@ -77,6 +70,11 @@ impl ProxyProcess {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Standard output so far (the access log with `access = "stdout"`).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
 }
 
 impl Drop for ProxyProcess {
@@ -84,6 +82,21 @@ impl Drop for ProxyProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Lines read from `pipe` by a thread, so the process never blocks on a full pipe.
+fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            let mut all = sink.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    text
 }
 
 /// The address in a line like `… proxy listening addr=Some(127.0.0.1:41234)`.
