@@ -6,6 +6,7 @@
 //! the [`outcome`] of the connection becomes one access-log line and the [`telemetry`]
 //! metric updates.
 
+pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod config;

@@ -207,6 +207,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let server = lbo_proxy::Server::bind(config).await?;
         tokio::spawn(reload_on_sighup(server.live()));
+        tokio::spawn(reopen_on_sigusr1(server.live()));
         server.run(shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -224,6 +225,18 @@ async fn reload_on_sighup(live: std::sync::Arc<lbo_proxy::server::Live>) {
         // The outcome is logged by reload() itself.
         let _ = live.reload().await;
         lbo_proxy::systemd::notify("READY=1");
+    }
+}
+
+/// SIGUSR1 (logrotate's postrotate): reopen the access-log file by its path.
+async fn reopen_on_sigusr1(live: std::sync::Arc<lbo_proxy::server::Live>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::error!("cannot listen for SIGUSR1: the access log is not reopened on rotation");
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        live.current().log.reopen();
     }
 }
 

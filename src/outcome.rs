@@ -4,16 +4,12 @@
 //! The access log is the auditor's proof of what broke out: it holds no secret.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
-use crate::config::AccessLogTarget;
+use crate::access_log::AccessLog;
 use crate::policy::{Decision, Reason, Route};
 use crate::relay::RelayEnd;
 
@@ -295,107 +291,6 @@ impl Default for Outcome {
             error: None,
         }
     }
-}
-
-/// What the writer task receives, in order.
-enum Entry {
-    Record(Box<Outcome>),
-    /// Everything queued before this is on disk once the sender is answered.
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-/// Lines waiting for the writer before new ones are dropped (and counted).
-const QUEUE: usize = 16 * 1024;
-
-/// The access log: a bounded queue in front of a writer task, so a slow disk never
-/// stalls a tunnel. Lines that do not fit are counted, never silently lost.
-#[derive(Clone)]
-pub struct AccessLog {
-    tx: Option<mpsc::Sender<Entry>>,
-    pub dropped: Arc<AtomicU64>,
-}
-
-impl AccessLog {
-    /// Starts the writer for `target`; the task ends when every sender is gone.
-    pub async fn start(target: &AccessLogTarget) -> std::io::Result<AccessLog> {
-        let dropped = Arc::new(AtomicU64::new(0));
-        let sink: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match target {
-            AccessLogTarget::Off => return Ok(AccessLog { tx: None, dropped }),
-            AccessLogTarget::Stdout => Box::new(tokio::io::stdout()),
-            AccessLogTarget::File(path) => Box::new(open_append(path).await?),
-        };
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_lines(rx, sink));
-        Ok(AccessLog {
-            tx: Some(tx),
-            dropped,
-        })
-    }
-
-    /// A log that writes nothing (tools, tests of other parts).
-    pub fn off() -> AccessLog {
-        AccessLog {
-            tx: None,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn write(&self, outcome: Outcome) {
-        if let Some(tx) = &self.tx {
-            if tx.try_send(Entry::Record(Box::new(outcome))).is_err() {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::metrics().access_log_dropped(1);
-            }
-        }
-    }
-
-    /// Waits until every record written so far is flushed to the sink (at shutdown).
-    pub async fn flush(&self) {
-        if let Some(tx) = &self.tx {
-            let (done, wait) = tokio::sync::oneshot::channel();
-            if tx.send(Entry::Flush(done)).await.is_ok() {
-                let _ = wait.await;
-            }
-        }
-    }
-}
-
-async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-}
-
-async fn write_lines(
-    mut rx: mpsc::Receiver<Entry>,
-    sink: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-) {
-    let mut out = tokio::io::BufWriter::new(sink);
-    let mut line = Vec::with_capacity(512);
-    while let Some(entry) = rx.recv().await {
-        let o = match entry {
-            Entry::Record(o) => o,
-            Entry::Flush(done) => {
-                let _ = out.flush().await;
-                let _ = done.send(());
-                continue;
-            }
-        };
-        line.clear();
-        if serde_json::to_writer(&mut line, &o).is_err() {
-            continue;
-        }
-        line.push(b'\n');
-        if out.write_all(&line).await.is_err() {
-            continue;
-        }
-        if rx.is_empty() && out.flush().await.is_err() {
-            tracing::error!("access log: write failed");
-        }
-    }
-    let _ = out.flush().await;
 }
 
 /// RFC 3339 UTC time with milliseconds, without a date-time dependency.

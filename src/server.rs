@@ -12,11 +12,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::access_log::AccessLog;
 use crate::config::{self, Config};
 use crate::egress::direct::DirectConnector;
 use crate::egress::parent::ParentPool;
 use crate::ingress::admission::Admission;
-use crate::outcome::AccessLog;
 use crate::{admin, ingress, systemd};
 
 /// What every connection shares. A connection keeps the context it started with, so a

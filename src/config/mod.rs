@@ -6,6 +6,7 @@ pub mod allowlists;
 pub mod duration;
 pub mod error;
 pub mod limits;
+pub mod log;
 mod pac;
 pub mod schema;
 mod tenant;
@@ -22,6 +23,7 @@ use ipnet::IpNet;
 
 pub use allowlists::LoadedCategory;
 pub use error::{ConfigError, Problem};
+pub use log::{AccessLogConfig, AccessLogTarget, SyslogConfig, SyslogTransport};
 
 use crate::policy::Snapshot;
 
@@ -43,7 +45,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
-    pub access_log: AccessLogTarget,
+    pub access_log: AccessLogConfig,
     pub pac: crate::admin::pac::PacSettings,
     pub sni_check: SniCheck,
     pub transparent: transparent::Transparent,
@@ -147,13 +149,6 @@ pub struct Limits {
     pub max_connections_per_client: usize,
     /// Longest a tunnel may stay open; `None`: no limit.
     pub max_tunnel_lifetime: Option<Duration>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLogTarget {
-    Stdout,
-    Off,
-    File(PathBuf),
 }
 
 /// Loads a config file, or the embedded default when `path` is `None`.

@@ -260,8 +260,28 @@ pub struct Limits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
-    /// `stdout`, `off`, or a file path.
+    /// `stdout`, `off`, `syslog`, `file:PATH`, or a file path.
     pub access: Option<Spanned<String>>,
+    /// Lines waiting for the writer before new ones are dropped (and counted).
+    pub queue: Option<Spanned<usize>>,
+    /// The SIEM collector, for `access = "syslog"`.
+    pub syslog: Option<LogSyslog>,
+}
+
+/// RFC 5424 syslog to a collector (`[log.syslog]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSyslog {
+    /// `host:port` of the collector.
+    pub address: Spanned<String>,
+    /// `udp` (RFC 5426) or `tcp` (RFC 6587 octet counting).
+    pub transport: Option<Spanned<String>>,
+    /// Facility name, e.g. `local0`.
+    pub facility: Option<Spanned<String>>,
+    /// APP-NAME in the header.
+    pub app_name: Option<Spanned<String>>,
+    /// HOSTNAME in the header; default: the machine's host name.
+    pub hostname: Option<Spanned<String>>,
 }
 
 /// One allowlist file (`allowlists/<category>.toml`).

@@ -15,7 +15,7 @@ use super::error::{ConfigError, Problem, Problems};
 use super::pac::pac;
 use super::schema::{self, File};
 use super::upstream::upstream;
-use super::{duration, AccessLogTarget, Config, DirectConfig, NonTls, SniCheck, SniMode, Timeouts};
+use super::{duration, Config, DirectConfig, NonTls, SniCheck, SniMode, Timeouts};
 use crate::policy::{PolicySpec, ProfileSpec, SegmentSpec, Snapshot};
 
 /// The α′ cases, always defined: case ① 認証等, ② + コミュニケーション, ③ + 外部共有.
@@ -231,18 +231,7 @@ fn build(
     };
     let limits = super::limits::limits(p, &file.limits);
     let access = super::limits::access(p, &file.access, &file.segments, base);
-    let access_log = match &file.log.access {
-        None => AccessLogTarget::Stdout,
-        Some(a) => match a.get_ref().as_str() {
-            "stdout" => AccessLogTarget::Stdout,
-            "off" => AccessLogTarget::Off,
-            "" => {
-                p.at(a.span(), "log.access", "use stdout, off or a file path");
-                AccessLogTarget::Off
-            }
-            path => AccessLogTarget::File(resolve(base, path)),
-        },
-    };
+    let access_log = super::log::access_log(p, &file.log, base);
     let pac = pac(p, &file.pac, &proxy_listen, &upstream);
     let sni_check = sni_check(p, &file.sni_check);
     let transparent = super::transparent::validate(p, &file.transparent);

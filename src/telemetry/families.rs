@@ -39,6 +39,8 @@ pub(super) struct Families {
     pub(super) last_reload_successful: IntGauge,
     pub(super) allowlist_entries: IntGaugeVec,
     pub(super) access_log_dropped: IntCounter,
+    pub(super) access_log_queue_depth: IntGauge,
+    pub(super) access_log_write_errors: IntCounter,
     pub(super) build_info: IntGaugeVec,
     pub(super) limit_hits: IntCounterVec,
     pub(super) accept_errors: IntCounterVec,
@@ -157,6 +159,20 @@ impl Families {
                 IntCounter::new(
                     "lbo_access_log_dropped_total",
                     "Access-log records dropped because the writer could not keep up: gaps in the audit trail.",
+                )?,
+            )?,
+            access_log_queue_depth: add(
+                r,
+                IntGauge::new(
+                    "lbo_access_log_queue_depth",
+                    "Access-log records waiting for the writer; near the configured log.queue, records are about to be dropped.",
+                )?,
+            )?,
+            access_log_write_errors: add(
+                r,
+                IntCounter::new(
+                    "lbo_access_log_write_errors_total",
+                    "Failed attempts to write to the access-log sink (file, stdout, syslog collector), each logged; a record given up on is also counted as dropped.",
                 )?,
             )?,
             build_info: gauges(

@@ -241,6 +241,21 @@ impl Metrics {
         }
     }
 
+    /// Records waiting for the access-log writer now.
+    pub fn access_log_queue_depth(&self, n: usize) {
+        if let Some(f) = &self.families {
+            f.access_log_queue_depth
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// A failed write to the access-log sink.
+    pub fn access_log_write_error(&self) {
+        if let Some(f) = &self.families {
+            f.access_log_write_errors.inc();
+        }
+    }
+
     fn counter(
         &self,
         pick: impl Fn(&Families) -> &IntCounterVec,
@@ -522,6 +537,10 @@ mod tests {
 
         m.access_log_dropped(3);
         assert_eq!(value(&m, "lbo_access_log_dropped_total"), Some(3.0));
+        m.access_log_queue_depth(7);
+        assert_eq!(value(&m, "lbo_access_log_queue_depth"), Some(7.0));
+        m.access_log_write_error();
+        assert_eq!(value(&m, "lbo_access_log_write_errors_total"), Some(1.0));
     }
 
     #[test]

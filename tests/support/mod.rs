@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod process;
 pub mod scrape;
 pub mod signin;
 pub mod tls;
@@ -620,13 +621,18 @@ pub struct Curl {
 
 /// Runs curl through the proxy. `tunnel` makes curl use CONNECT even for http:// URLs.
 pub async fn curl(proxy: &Proxy, url: &str, tunnel: bool) -> Curl {
+    curl_via(&proxy.url(), url, tunnel).await
+}
+
+/// Runs curl through the proxy at `proxy_url` (e.g. a [`process::ProxyProcess`]).
+pub async fn curl_via(proxy_url: &str, url: &str, tunnel: bool) -> Curl {
     let mut cmd = tokio::process::Command::new("curl");
     cmd.args([
         "-s",
         "--max-time",
         "15",
         "-x",
-        &proxy.url(),
+        proxy_url,
         "-w",
         "\n%{http_code} %{http_connect}",
     ]);
