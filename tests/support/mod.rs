@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod scrape;
+pub mod throwaway_root;
 pub mod tls;
 
 use std::collections::HashMap;
