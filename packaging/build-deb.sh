@@ -82,6 +82,7 @@ install -m 0644 "$repo/dashboards/lbo-proxy.json" "$repo/dashboards/alerts.yml" 
 install -m 0644 "$repo/README.md" "$root/usr/share/doc/lbo-proxy/README.md"
 install -m 0644 "$repo/systemd/README.md" "$root/usr/share/doc/lbo-proxy/README.systemd.md"
 install -m 0644 "$repo/allowlists/README.md" "$root/usr/share/doc/lbo-proxy/README.allowlists.md"
+install -m 0644 "$repo/image/README.md" "$root/usr/share/doc/lbo-proxy/README.image.md"
 install -m 0644 "$repo"/examples/* "$root/usr/share/doc/lbo-proxy/examples/"
 # The examples say dir = "../allowlists": make that resolve where they are installed.
 ln -s ../../lbo-proxy/allowlists "$root/usr/share/doc/lbo-proxy/allowlists"

@@ -15,10 +15,12 @@ const OLD: &str = "0.1.0-1";
 const NEW: &str = "0.1.0-2";
 const CONFIG: &str = "/etc/lbo-proxy/lbo-proxy.toml";
 
-/// Lintian's informational tags that README.md explains (section Deploy).
-const EXPLAINED: [&str; 2] = [
+/// Lintian's informational tags that README.md explains (section Deploy); the last is a
+/// byte sequence of the release binary's machine code that reads like a misspelt word.
+const EXPLAINED: [&str; 3] = [
     "hardening-no-fortify-functions",
     "package-supports-alternative-init-but-no-init.d-script",
+    "spelling-error-in-binary tHIk think",
 ];
 
 /// Both packages, built once per test run (from the test binary, stripped by the script).
