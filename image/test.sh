@@ -73,7 +73,10 @@ echo "lbo-proxy boot test origin" > "$work/www/index.html"
 python3 -m http.server --bind 127.0.0.1 --directory "$work/www" "$origin_port" >"$work/origin.log" 2>&1 &
 pids+=($!)
 
-if echo quit | qemu-system-x86_64 -accel kvm -M none -nodefaults -display none -monitor stdio >/dev/null 2>&1; then
+# KVM needs the CPU's virtualisation flag as well as /dev/kvm: some virtual machines offer
+# /dev/kvm without nested virtualisation, and a guest there hangs before its first line.
+if grep -qw -e vmx -e svm /proc/cpuinfo \
+    && echo quit | qemu-system-x86_64 -accel kvm -M none -nodefaults -display none -monitor stdio >/dev/null 2>&1; then
     accel=kvm
 else
     accel=tcg
