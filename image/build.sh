@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Builds the lbo-proxy appliance image: Debian 12 (bookworm, amd64), BIOS boot, one ext4
-# partition, lbo-proxy installed and enabled, written as a qcow2 disk.
+# partition, our .deb installed and its service enabled, systemd-networkd, nftables,
+# chrony and journald limits, written as a qcow2 disk.
 #
-#   sudo image/build.sh [options] BINARY OUTPUT.qcow2
+#   sudo image/build.sh [options] PACKAGE.deb OUTPUT.qcow2
 #
-#   BINARY                 the release binary (target/release/lbo-proxy, x86-64, built
-#                          against a glibc no newer than bookworm's 2.36)
+#   PACKAGE.deb            the lbo-proxy package (packaging/build-deb.sh; its binary must
+#                          be built against a glibc no newer than bookworm's 2.36)
 #   OUTPUT.qcow2           the image to write (refused if it exists, unless --force)
 #
 # Options:
 #   --config FILE          config to install as /etc/lbo-proxy/lbo-proxy.toml
-#                          (default: src/config/default.toml, the embedded default:
-#                          loopback clients only, so the image boots and serves nothing yet)
+#                          (default: the package's: loopback clients only, so the image
+#                          boots and serves nothing yet)
+#   --allowlist FILE       a local allowlist for /etc/lbo-proxy/allowlists/; repeatable
 #   --extra FILE           another file for /etc/lbo-proxy/ (parent password, CA bundle);
 #                          repeatable; installed root:lbo-proxy 0640
-#   --authorized-keys FILE install openssh-server and these keys for root
-#                          (without it the image has no remote login and root is locked)
-#   --mirror URL           Debian mirror (default: http://deb.debian.org/debian)
+#   --authorized-keys FILE install these keys for root's SSH login (key only); without
+#                          it, SSH has no key to accept until one is added on the console
+#   --mirror URL           Debian mirror (default: the one this machine's apt uses for
+#                          bookworm main; its security mirror likewise)
 #   --size SIZE            size of the disk (default: 4G)
 #   --hostname NAME        (default: lbo-proxy)
 #   --boot-disk DEV        disk the appliance boots from, for GRUB updates (default: /dev/vda)
@@ -24,8 +27,9 @@
 #   --force                overwrite OUTPUT
 #
 # Needs (Debian host): debootstrap, qemu-utils, fdisk (sfdisk), e2fsprogs, mount (losetup),
-# util-linux. Network: only the Debian mirror, through debootstrap. Everything after
-# debootstrap works offline.
+# util-linux, apt. Network: only the Debian mirror, through debootstrap. Everything after
+# debootstrap works offline. Root has an empty password that must be changed at the first
+# console login (image/README.md, First boot); SSH never accepts passwords.
 
 set -euo pipefail
 
@@ -41,10 +45,11 @@ usage() { sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 # --- arguments ------------------------------------------------------------------------
 
-config="$repo/src/config/default.toml"
+config=""
+allowlists=()
 extras=()
 authorized_keys=""
-mirror="http://deb.debian.org/debian"
+mirror=""
 size="4G"
 hostname="lbo-proxy"
 boot_disk="/dev/vda"
@@ -55,6 +60,7 @@ positional=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --config) config=${2:?--config needs a file}; shift 2 ;;
+        --allowlist) allowlists+=("${2:?--allowlist needs a file}"); shift 2 ;;
         --extra) extras+=("${2:?--extra needs a file}"); shift 2 ;;
         --authorized-keys) authorized_keys=${2:?--authorized-keys needs a file}; shift 2 ;;
         --mirror) mirror=${2:?--mirror needs a URL}; shift 2 ;;
@@ -70,7 +76,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ ${#positional[@]} -eq 2 ]] || usage
-binary=${positional[0]}
+package=${positional[0]}
 output=${positional[1]}
 
 # --- checks before touching anything -------------------------------------------------
@@ -78,22 +84,34 @@ output=${positional[1]}
 [[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap, loop devices, chroot)"
 [[ $(uname -s) == Linux ]] || die "needs Linux"
 
-for tool in debootstrap qemu-img sfdisk losetup partx mkfs.ext4 blkid mount umount mountpoint chroot findmnt od; do
+for tool in debootstrap qemu-img sfdisk losetup partx mkfs.ext4 blkid mount umount mountpoint chroot findmnt dpkg-deb apt-get; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install debootstrap qemu-utils fdisk e2fsprogs mount util-linux)"
 done
 
-[[ -f $binary && -x $binary ]] || die "$binary: not an executable file"
-[[ $(head -c 4 "$binary" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]] || die "$binary: not an ELF binary"
-# e_machine at offset 18: 0x3e = x86-64.
-[[ $(od -An -tx1 -j18 -N2 "$binary" | tr -d ' \n') == 3e00 ]] || die "$binary: not an x86-64 binary"
-[[ -f $config ]] || die "$config: no such file"
-for f in "${extras[@]}"; do [[ -f $f ]] || die "$f: no such file"; done
+[[ -f $package ]] || die "$package: no such file"
+[[ $(dpkg-deb --field "$package" Package Architecture 2>/dev/null | tr '\n' ' ') == "Package: lbo-proxy Architecture: amd64 " ]] \
+    || die "$package: not an lbo-proxy amd64 package (packaging/build-deb.sh)"
+[[ -z $config || -f $config ]] || die "$config: no such file"
+for f in "${allowlists[@]}" "${extras[@]}"; do [[ -f $f ]] || die "$f: no such file"; done
 [[ -z $authorized_keys || -f $authorized_keys ]] || die "$authorized_keys: no such file"
 [[ $hostname =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] || die "--hostname: use a-z, 0-9 and '-'"
 [[ $output == *.qcow2 ]] || die "$output: the output name must end in .qcow2"
 [[ ! -e $output || $force -eq 1 ]] || die "$output exists (use --force to overwrite)"
 outdir=$(cd "$(dirname "$output")" && pwd) || die "$(dirname "$output"): no such directory"
 output="$outdir/$(basename "$output")"
+
+# The mirrors this machine's apt already uses (apt parses both source formats): no host
+# name is written into the build.
+apt_mirror() { # apt_mirror SUITE: the first configured mirror with SUITE main for amd64
+    apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT) $(ARCHITECTURE)' 'Identifier: Packages' \
+        | awk -v s="$1" '$2 == s && $3 == "main" && $4 == "amd64" { print $1; exit }'
+}
+security_mirror=""
+if [[ -z $mirror ]]; then
+    mirror=$(apt_mirror "$SUITE")
+    [[ -n $mirror ]] || die "this machine's apt sources have no '$SUITE main' (amd64); give --mirror"
+    security_mirror=$(apt_mirror "$SUITE-security")
+fi
 
 # --- work area and cleanup -----------------------------------------------------------
 
@@ -140,10 +158,9 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LA
 
 packages=(
     linux-image-amd64 grub-pc initramfs-tools
-    systemd-sysv dbus systemd-resolved systemd-timesyncd
-    ca-certificates iproute2 logrotate less
+    systemd-sysv dbus systemd-resolved chrony nftables openssh-server
+    adduser ca-certificates iproute2 logrotate less curl
 )
-if [[ -n $authorized_keys ]]; then packages+=(openssh-server); fi
 
 log "debootstrap $SUITE ($ARCH) from $mirror"
 # Every package is installed here, so nothing later needs the network (systemd-resolved
@@ -161,34 +178,21 @@ cat > "$root/etc/hosts" <<EOF
 ::1		localhost ip6-localhost ip6-loopback
 EOF
 
-cat > "$root/etc/apt/sources.list" <<EOF
-deb $mirror $SUITE main
-deb $mirror $SUITE-updates main
-deb http://security.debian.org/debian-security $SUITE-security main
-EOF
+{
+    echo "deb $mirror $SUITE main"
+    echo "deb $mirror $SUITE-updates main"
+    [[ -z $security_mirror ]] || echo "deb $security_mirror $SUITE-security main"
+} > "$root/etc/apt/sources.list"
 
 root_uuid=$(cat /proc/sys/kernel/random/uuid)
 cat > "$root/etc/fstab" <<EOF
 UUID=$root_uuid	/	ext4	errors=remount-ro	0	1
 EOF
 
-# DHCP on the first wired interface until the site's addresses are configured here
-# (LGWAN side and LBO line usually need static addresses and routes).
-cat > "$root/etc/systemd/network/20-wired.network" <<'EOF'
-[Match]
-Name=en* eth*
-
-[Network]
-DHCP=yes
-EOF
-in_root systemctl enable systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
-# No name-resolution chatter on the LGWAN segment.
-install -d "$root/etc/systemd/resolved.conf.d"
-cat > "$root/etc/systemd/resolved.conf.d/lbo-proxy.conf" <<'EOF'
-[Resolve]
-LLMNR=no
-MulticastDNS=no
-EOF
+# The appliance's own files (image/rootfs/): network (DHCP until the site's addresses are
+# set), nftables, journald limits, resolved without LLMNR/mDNS, sysctl for many sockets.
+cp -r --no-preserve=ownership "$here/rootfs/." "$root/"
+in_root systemctl enable systemd-networkd.service systemd-resolved.service nftables.service chrony.service ssh.service
 
 # Serial and VGA console (boot menu and kernel), short menu.
 sed -i \
@@ -202,68 +206,43 @@ EOF
 # Where GRUB is reinstalled when the grub-pc package is upgraded on the appliance.
 echo "grub-pc grub-pc/install_devices multiselect $boot_disk" | in_root debconf-set-selections
 
-log "installing lbo-proxy"
-in_root useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lbo-proxy
-install -m 0755 -o root -g root "$binary" "$root/usr/local/bin/lbo-proxy"
-install -d -m 0750 -o root -g root "$root/etc/lbo-proxy"
-in_root chgrp lbo-proxy /etc/lbo-proxy
-install -m 0640 "$config" "$root/etc/lbo-proxy/lbo-proxy.toml"
+log "installing $(basename "$package")"
+# The package creates the user, enables the service and runs "lbo-proxy check" (as the
+# service user, with bookworm's glibc) on its default config.
+cp "$package" "$root/tmp/lbo-proxy.deb"
+in_root dpkg -i /tmp/lbo-proxy.deb
+rm "$root/tmp/lbo-proxy.deb"
+[[ -z $config ]] || install -m 0640 "$config" "$root/etc/lbo-proxy/lbo-proxy.toml"
+for f in "${allowlists[@]}"; do install -m 0640 "$f" "$root/etc/lbo-proxy/allowlists/$(basename "$f")"; done
 for f in "${extras[@]}"; do install -m 0640 "$f" "$root/etc/lbo-proxy/$(basename "$f")"; done
-in_root sh -c 'chown root:lbo-proxy /etc/lbo-proxy/*'
-# Local allowlists ([allowlists] local_dir = "/etc/lbo-proxy/allowlists"): a file there
-# replaces the shipped category of the same name or adds one of the city's own.
-install -d -m 0750 -o root -g root "$root/etc/lbo-proxy/allowlists"
-in_root chgrp lbo-proxy /etc/lbo-proxy/allowlists
+in_root chown -R root:lbo-proxy /etc/lbo-proxy
 
-install -m 0644 "$repo/systemd/lbo-proxy.service" "$root/etc/systemd/system/lbo-proxy.service"
-in_root systemctl enable lbo-proxy.service
-install -m 0644 "$here/sysctl.d/90-lbo-proxy.conf" "$root/etc/sysctl.d/90-lbo-proxy.conf"
-
-# lbo-proxy keeps its access-log file open and does not reopen it: copytruncate.
-cat > "$root/etc/logrotate.d/lbo-proxy" <<'EOF'
-/var/log/lbo-proxy/*.log {
-    daily
-    rotate 90
-    compress
-    delaycompress
-    missingok
-    notifempty
-    copytruncate
-}
-EOF
-
-# Reference material: README, the shipped allowlists (for [allowlists] dir =
-# "/usr/share/lbo-proxy/allowlists") and the example configs.
-install -d "$root/usr/share/doc/lbo-proxy/examples" "$root/usr/share/lbo-proxy/allowlists"
-install -m 0644 "$repo/README.md" "$root/usr/share/doc/lbo-proxy/README.md"
-install -m 0644 "$repo"/examples/*.toml "$root/usr/share/doc/lbo-proxy/examples/"
-install -m 0644 "$repo"/allowlists/*.toml "$repo/allowlists/README.md" "$root/usr/share/lbo-proxy/allowlists/"
-# So that the examples' dir = "../allowlists" also resolves where they are installed.
-ln -s ../../lbo-proxy/allowlists "$root/usr/share/doc/lbo-proxy/allowlists"
-
-if [[ -n $authorized_keys ]]; then
-    install -d -m 0700 "$root/root/.ssh"
-    install -m 0600 "$authorized_keys" "$root/root/.ssh/authorized_keys"
-    # Every appliance gets its own host keys on first boot.
-    rm -f "$root"/etc/ssh/ssh_host_*
-    install -d "$root/etc/systemd/system/ssh.service.d"
-    # The keys must exist before Debian's own "sshd -t" check, so the list is restated.
-    cat > "$root/etc/systemd/system/ssh.service.d/host-keys.conf" <<'EOF'
+install -d -m 0700 "$root/root/.ssh"
+[[ -z $authorized_keys ]] || install -m 0600 "$authorized_keys" "$root/root/.ssh/authorized_keys"
+# Every appliance gets its own host keys on first boot.
+rm -f "$root"/etc/ssh/ssh_host_*
+install -d "$root/etc/systemd/system/ssh.service.d"
+# The keys must exist before Debian's own "sshd -t" check, so the list is restated.
+cat > "$root/etc/systemd/system/ssh.service.d/host-keys.conf" <<'EOF'
 [Service]
 ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 EOF
-    cat > "$root/etc/ssh/sshd_config.d/lbo-proxy.conf" <<'EOF'
+cat > "$root/etc/ssh/sshd_config.d/lbo-proxy.conf" <<'EOF'
 PasswordAuthentication no
+KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 EOF
-fi
+# The first console login sets root's password (empty until then; SSH refuses empty ones).
+in_root passwd --delete root
+in_root chage --lastday 0 root
 
-# The binary must run on bookworm's glibc, and the config must pass where it will run.
+# The config that will run must pass where it will run, as the service user.
 log "checking the config inside the image"
-in_root /usr/local/bin/lbo-proxy check --config /etc/lbo-proxy/lbo-proxy.toml >/dev/null \
-    || die "lbo-proxy check failed inside the image (config, --extra files, or a binary built for a newer glibc)"
+in_root setpriv --reuid=lbo-proxy --regid=lbo-proxy --init-groups \
+    lbo-proxy check --config /etc/lbo-proxy/lbo-proxy.toml >/dev/null \
+    || die "lbo-proxy check failed inside the image (--config, --allowlist or --extra files)"
 
 # Each appliance gets its own machine id on first boot.
 : > "$root/etc/machine-id"
@@ -316,4 +295,4 @@ loop=""
 log "writing $output"
 qemu-img convert -f raw -O qcow2 -c "$raw" "$output.partial"
 mv -f "$output.partial" "$output"
-log "done: $output (root is locked; lbo-proxy.service enabled; edit /etc/lbo-proxy/lbo-proxy.toml)"
+log "done: $output (lbo-proxy.service enabled; the first console login sets root's password)"

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod process;
 pub mod scrape;
 pub mod signin;
+pub mod throwaway_root;
 pub mod tls;
 
 use std::collections::HashMap;
