@@ -81,26 +81,28 @@ pub fn render(
     let _ = writeln!(
         js,
         "var LBO_INTERNAL_NETS = [{}];",
-        nets4(settings.internal_networks.iter(), None)
+        nets4(settings.internal_networks.iter())
     );
     let (direct, deny) = match (split, profile) {
         (true, Some(p)) => snap.rules_of(p),
         _ => (Vec::new(), Vec::new()),
     };
-    let _ = writeln!(js, "var LBO_DENY = [{}];", names(&deny, false));
+    // A name or network of a direct rule goes to the appliance on every port: it breaks
+    // out on the rule's ports and refuses the others. Rules without TCP ports (UDP media
+    // for the firewall) say nothing about the proxy's traffic.
+    let direct: Vec<&Rule> = direct.into_iter().filter(|r| !r.ports.is_empty()).collect();
+    let _ = writeln!(js, "var LBO_DENY = [{}];", names(&deny));
     let _ = writeln!(
         js,
         "var LBO_DENY_NETS = [{}];",
-        nets4(deny.iter().flat_map(|r| &r.networks), None)
+        nets4(deny.iter().flat_map(|r| &r.networks))
     );
-    let _ = writeln!(js, "var LBO_DIRECT = [{}];", names(&direct, true));
-    let direct_nets: Vec<String> = direct
-        .iter()
-        .filter(|r| !r.ports.is_empty())
-        .map(|r| nets4(r.networks.iter(), Some(&r.ports)))
-        .filter(|s| !s.is_empty())
-        .collect();
-    let _ = writeln!(js, "var LBO_DIRECT_NETS = [{}];", direct_nets.join(", "));
+    let _ = writeln!(js, "var LBO_DIRECT = [{}];", names(&direct));
+    let _ = writeln!(
+        js,
+        "var LBO_DIRECT_NETS = [{}];",
+        nets4(direct.iter().flat_map(|r| &r.networks))
+    );
     let _ = writeln!(js, "var LBO_SPLIT = {split};");
     js.push_str(PAC_FUNCTIONS);
     js
@@ -114,36 +116,24 @@ fn proxy_list(addrs: &[String]) -> String {
         .join("; ")
 }
 
-/// Domain patterns, each with its ports when `ports` is set: `["*.x", [80, 443]]`.
-fn names(rules: &[&Rule], ports: bool) -> String {
-    let mut out = Vec::new();
-    for r in rules {
-        if ports && r.ports.is_empty() {
-            continue;
-        }
-        let p = port_array(&r.ports);
-        for d in &r.domains {
-            out.push(if ports {
-                format!("[{}, {p}]", js_string(d.as_str()))
-            } else {
-                js_string(d.as_str())
-            });
-        }
-    }
-    out.join(", ")
+/// The rules' domain patterns as JavaScript strings.
+fn names(rules: &[&Rule]) -> String {
+    rules
+        .iter()
+        .flat_map(|r| &r.domains)
+        .map(|d| js_string(d.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// IPv4 networks as `[base, mask(, ports)]` with unsigned 32-bit numbers. IPv6 literals
-/// always go to the appliance (it decides them with the full table).
-fn nets4<'a>(nets: impl Iterator<Item = &'a IpNet>, ports: Option<&[u16]>) -> String {
+/// IPv4 networks as `[base, mask]` with unsigned 32-bit numbers. IPv6 literals always go
+/// to the appliance (it decides them with the full table).
+fn nets4<'a>(nets: impl Iterator<Item = &'a IpNet>) -> String {
     nets.filter_map(|n| match n.trunc() {
         IpNet::V4(v4) => {
             let base = u32::from(v4.network());
             let mask = u32::from(v4.netmask());
-            Some(match ports {
-                Some(p) => format!("[{base}, {mask}, {}]", port_array(p)),
-                None => format!("[{base}, {mask}]"),
-            })
+            Some(format!("[{base}, {mask}]"))
         }
         IpNet::V6(_) => None,
     })
@@ -151,24 +141,14 @@ fn nets4<'a>(nets: impl Iterator<Item = &'a IpNet>, ports: Option<&[u16]>) -> St
     .join(", ")
 }
 
-fn port_array(ports: &[u16]) -> String {
-    format!(
-        "[{}]",
-        ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
 fn js_string(s: &str) -> String {
     // Patterns and addresses are validated ASCII; JSON string syntax is valid JavaScript.
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// The decision in JavaScript: the same precedence as `policy::decide` (deny first, then
-/// an enabled rule whose name or network *and* port match), over the same pattern forms.
+/// The decision in JavaScript, over the same pattern forms as `policy::decide`: a name or
+/// network of a denied or direct rule goes to the appliance (which breaks it out on the
+/// rule's ports and refuses it on others), the rest to the security cloud.
 const PAC_FUNCTIONS: &str = r#"
 function lboLabel(h, p) {
   if (p == "*") return h.length > 0;
@@ -208,19 +188,11 @@ function lboIp4(host) {
   return ip;
 }
 
-function lboInNets(ip, nets, port) {
+function lboInNets(ip, nets) {
   for (var i = 0; i < nets.length; i++) {
-    if (((ip & nets[i][1]) >>> 0) == nets[i][0] &&
-        (nets[i].length < 3 || nets[i][2].indexOf(port) >= 0)) return true;
+    if (((ip & nets[i][1]) >>> 0) == nets[i][0]) return true;
   }
   return false;
-}
-
-function lboPort(url) {
-  var m = url.match(/^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/(?:[^@\/]*@)?(\[[^\]]*\]|[^:\/?#]*)(?::(\d+))?/);
-  if (m && m[3]) return parseInt(m[3], 10);
-  var scheme = m ? m[1].toLowerCase() : "";
-  return (scheme == "https" || scheme == "wss") ? 443 : 80;
 }
 
 function FindProxyForURL(url, host) {
@@ -230,23 +202,22 @@ function FindProxyForURL(url, host) {
   var ip = lboIp4(host);
   var i;
   if (ip >= 0) {
-    if (lboInNets(ip, LBO_INTERNAL_NETS, 0)) return "DIRECT";
+    if (lboInNets(ip, LBO_INTERNAL_NETS)) return "DIRECT";
   } else {
     for (i = 0; i < LBO_INTERNAL.length; i++) {
       if (lboMatch(host, LBO_INTERNAL[i])) return "DIRECT";
     }
   }
   if (!LBO_SPLIT || ip == -2 || host.indexOf(":") >= 0) return LBO_APPLIANCE;
-  var port = lboPort(url);
   if (ip >= 0) {
-    if (lboInNets(ip, LBO_DENY_NETS, port) || lboInNets(ip, LBO_DIRECT_NETS, port)) return LBO_APPLIANCE;
+    if (lboInNets(ip, LBO_DENY_NETS) || lboInNets(ip, LBO_DIRECT_NETS)) return LBO_APPLIANCE;
     return LBO_SECURITY_CLOUD;
   }
   for (i = 0; i < LBO_DENY.length; i++) {
     if (lboMatch(host, LBO_DENY[i])) return LBO_APPLIANCE;
   }
   for (i = 0; i < LBO_DIRECT.length; i++) {
-    if (LBO_DIRECT[i][1].indexOf(port) >= 0 && lboMatch(host, LBO_DIRECT[i][0])) return LBO_APPLIANCE;
+    if (lboMatch(host, LBO_DIRECT[i])) return LBO_APPLIANCE;
   }
   return LBO_SECURITY_CLOUD;
 }

@@ -70,6 +70,7 @@ where
 {
     let head_timeout = ctx.config.timeouts.head;
     let limits = ctx.config.limits;
+    let log = ctx.log.clone();
     let idle_hop: IdleHop = Arc::new(tokio::sync::Mutex::new(None));
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
@@ -86,6 +87,22 @@ where
         .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "http connection ended with an error");
+        if e.is_parse() {
+            refused_head(&log, peer, mode, &e);
+        }
+    }
+}
+
+/// A request head the HTTP server refused itself (a later request on the connection;
+/// the first was read by the listener): it answered 431 or 400 and closed the
+/// connection. Recorded like the heads the listener refuses.
+fn refused_head(log: &crate::outcome::AccessLog, peer: SocketAddr, mode: Mode, e: &hyper::Error) {
+    let mut rec = Recorder::new(log, mode.listener(), peer);
+    rec.get().error = Some(e.to_string());
+    if e.is_parse_too_large() {
+        rec.end(CloseReason::HeadTooLarge, Some(431));
+    } else {
+        rec.end(CloseReason::BadRequest, Some(400));
     }
 }
 

@@ -128,7 +128,9 @@ fn decide_in(snap: &Snapshot, profile: &Profile, target: &Target) -> Decision {
         } else if profile.direct.contains(rule.category) {
             if rule.ports.contains(&target.port) {
                 keep_best(&mut direct, specificity, rid);
-            } else {
+            } else if !rule.ports.is_empty() {
+                // A rule without TCP ports (UDP media, for the firewall) says nothing
+                // about what the proxy carries.
                 keep_best(&mut wrong_port, specificity, rid);
             }
         }

@@ -371,3 +371,30 @@ proptest! {
         prop_assert_eq!(d.route == Route::Deny, !inside);
     }
 }
+
+#[test]
+fn rules_without_tcp_ports_neither_break_out_nor_refuse() {
+    let spec = PolicySpec {
+        categories: vec![category(
+            "teams",
+            vec![
+                rule("teams", "signalling", &[], &["52.112.0.0/14"], &[443]),
+                rule("teams", "media-udp", &[], &["52.122.0.0/15"], &[]),
+            ],
+        )],
+        profiles: vec![profile("case2", &["teams"], &[])],
+        segments: vec![],
+    };
+    let snap = Snapshot::build(spec).unwrap();
+    let decide = |t: &str| decide_for_profile(&snap, "case2", &target(t).unwrap()).unwrap();
+    let d = decide("52.112.0.1:8443");
+    assert_eq!(
+        (d.route, d.reason),
+        (Route::Deny, Reason::PortNotAllowlisted)
+    );
+    let d = decide("52.122.0.1:443");
+    assert_eq!(
+        (d.route, d.reason),
+        (Route::Upstream, Reason::NotAllowlisted)
+    );
+}
