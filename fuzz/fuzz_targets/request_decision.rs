@@ -9,10 +9,16 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use lbo_proxy::ingress::head::{parse, Head};
+use lbo_proxy::ingress::head::{parse, Head, HeadLimits};
 use lbo_proxy::policy::decide::{decide, decide_for_profile, direct_categories};
 use lbo_proxy::policy::{Reason, Route, Snapshot, Target};
 use libfuzzer_sys::fuzz_target;
+
+/// The explicit listener's defaults (`[limits]`).
+const LIMITS: HeadLimits = HeadLimits {
+    max_bytes: 64 * 1024,
+    max_headers: 100,
+};
 
 /// Three segments on the α′ cases and one that breaks out nothing and denies Windows
 /// Update; the built-in allowlists.
@@ -62,7 +68,7 @@ fn snapshot() -> &'static Snapshot {
 /// The target the proxy would decide on, as `ingress::explicit` and `ingress::forward`
 /// derive it; `None` when the request is refused before any decision.
 fn target(data: &[u8]) -> Option<Target> {
-    match parse(data, 64 * 1024).ok()? {
+    match parse(data, LIMITS).ok()? {
         Head::Connect { authority, .. } => Target::parse_authority(authority, None).ok(),
         Head::Partial => None,
         Head::Http => {

@@ -96,7 +96,12 @@ where
 /// A request head the HTTP server refused itself (a later request on the connection;
 /// the first was read by the listener): it answered 431 or 400 and closed the
 /// connection. Recorded like the heads the listener refuses.
-fn refused_head(log: &crate::outcome::AccessLog, peer: SocketAddr, mode: Mode, e: &hyper::Error) {
+fn refused_head(
+    log: &crate::access_log::AccessLog,
+    peer: SocketAddr,
+    mode: Mode,
+    e: &hyper::Error,
+) {
     let mut rec = Recorder::new(log, mode.listener(), peer);
     rec.get().error = Some(e.to_string());
     if e.is_parse_too_large() {
