@@ -95,6 +95,8 @@ pub async fn pump(
         count.fetch_add(pending.len() as u64, Ordering::Relaxed);
         activity.touch();
     }
+    // Its buffer (a request head's, a ClientHello's) must not stay with an idle tunnel.
+    drop(pending);
     loop {
         from.readable().await.map_err(|_| blame.read)?;
         let burst = match Pipe::take() {
