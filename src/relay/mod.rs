@@ -328,7 +328,7 @@ mod tests {
         );
         let peers = async {
             // Linger 0: closing sends a reset instead of a FIN.
-            client_peer.set_linger(Some(Duration::ZERO)).unwrap();
+            client_peer.set_zero_linger().unwrap();
             drop(client_peer);
             let mut got = Vec::new();
             server_peer.read_to_end(&mut got).await.unwrap();
