@@ -10,6 +10,30 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+/// One end of a tunnel as the relay sees it: a stream that may be a bare TCP socket under
+/// bytes already read ahead. Bare sockets on both ends let the relay move bytes inside
+/// the kernel (splice); anything else (TLS, an upgraded HTTP connection) is copied.
+pub trait Endpoint: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP socket under this stream, when nothing but read-ahead bytes is in between.
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+
+    /// Takes the bytes read ahead of the socket, which must be passed on first.
+    fn take_pending(&mut self) -> Bytes {
+        Bytes::new()
+    }
+}
+
+impl Endpoint for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+/// An HTTP connection upgraded by CONNECT: hyper may hold bytes, so it is copied.
+impl Endpoint for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
+
 /// A stream whose first bytes were already read (a request head's tail, a ClientHello);
 /// they are replayed before reading from the socket again.
 pub struct Prefixed<S> {
@@ -27,6 +51,23 @@ impl<S> Prefixed<S> {
     }
 }
 
+impl<S: Endpoint> Endpoint for Prefixed<S> {
+    fn tcp(&self) -> Option<&TcpStream> {
+        self.inner.tcp()
+    }
+
+    fn take_pending(&mut self) -> Bytes {
+        // This prefix was read through `inner`, so it comes before what `inner` still holds.
+        let outer = std::mem::take(&mut self.prefix);
+        let inner = self.inner.take_pending();
+        match (outer.is_empty(), inner.is_empty()) {
+            (_, true) => outer,
+            (true, false) => inner,
+            (false, false) => [outer, inner].concat().into(),
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -37,6 +78,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Replayed: let go of the buffer it was read into.
+                self.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -63,6 +108,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 pub enum ServerStream {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Endpoint for ServerStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            ServerStream::Tcp(s) => Some(s),
+            ServerStream::Tls(_) => None,
+        }
+    }
 }
 
 impl AsyncRead for ServerStream {
@@ -117,5 +171,18 @@ mod tests {
         let mut out = String::new();
         p.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "hello world");
+    }
+
+    #[tokio::test]
+    async fn nested_prefixes_come_out_in_reading_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let inner = Prefixed::new(Bytes::from_static(b" world"), tcp);
+        let mut outer = Prefixed::new(Bytes::from_static(b"hello"), inner);
+        assert!(outer.tcp().is_some());
+        assert_eq!(outer.take_pending(), Bytes::from_static(b"hello world"));
+        assert!(outer.take_pending().is_empty());
     }
 }

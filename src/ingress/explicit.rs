@@ -76,7 +76,9 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
     };
     match parsed {
         Ok(Some((head_len, authority, auth))) => {
-            let rest = buf.split_off(head_len).freeze();
+            // A copy, so that the head's buffer is not held for the tunnel's life.
+            let rest = bytes::Bytes::copy_from_slice(&buf[head_len..]);
+            drop(buf);
             connect(ctx, tcp, peer, &authority, auth.as_deref(), rest).await;
         }
         Ok(None) => forward::serve(ctx.clone(), Prefixed::new(buf.freeze(), tcp), peer).await,

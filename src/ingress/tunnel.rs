@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::lifetime::Lifetime;
 use super::pages::{self, Page};
@@ -17,7 +17,7 @@ use crate::outcome::{millis, CloseReason, Recorder};
 use crate::policy::{self, Decision, Route, Target};
 use crate::relay::{relay, RelayStats};
 use crate::server::Context;
-use crate::stream::{Prefixed, ServerStream};
+use crate::stream::{Endpoint, Prefixed, ServerStream};
 use crate::telemetry::OpenTunnel;
 
 /// A connected next hop.
@@ -127,7 +127,7 @@ pub async fn connect(
 /// under tenant restrictions is intercepted instead, on either route.
 pub async fn run<C>(ctx: &Context, rec: &mut Recorder, mut client: C, target: &Target, hop: NextHop)
 where
-    C: AsyncRead + AsyncWrite + Unpin,
+    C: Endpoint,
 {
     if !hop.early.is_empty() && client.write_all(&hop.early).await.is_err() {
         rec.end(CloseReason::ClientError, Some(200));

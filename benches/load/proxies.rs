@@ -1,0 +1,193 @@
+//! The proxies under test, each a child process on its own loopback port: lbo-proxy (the
+//! release binary cargo built with this bench) and Debian's Squid. Killed by PID on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Name the allowlist breaks out (direct to the origin).
+pub const DIRECT_NAME: &str = "echo.bench";
+/// Name on no allowlist: lbo-proxy sends it to its parent.
+pub const UPSTREAM_NAME: &str = "up.bench";
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How lbo-proxy is set up for one row.
+pub struct Lbo<'a> {
+    pub dns: SocketAddr,
+    pub ports: &'a [u16],
+    pub access_log: bool,
+    pub parent: Option<SocketAddr>,
+    pub max_connections: usize,
+}
+
+pub fn lbo(o: Lbo<'_>) -> Proxy {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::create_dir(d.join("allowlists")).expect("allowlist dir");
+    let ports: Vec<String> = o.ports.iter().map(u16::to_string).collect();
+    std::fs::write(
+        d.join("allowlists/bench.toml"),
+        format!(
+            "[category]\nname = \"bench\"\ndescription = \"benchmark origin\"\n\
+             [provenance]\nsource = \"bench\"\nversion = \"1\"\nretrieved = \"2026-11-23\"\n\
+             [[rule]]\nname = \"bench-origin\"\ndomains = [\"{DIRECT_NAME}\"]\nports = [{}]\n",
+            ports.join(", ")
+        ),
+    )
+    .expect("writing the allowlist");
+    let port = free_port();
+    let parent = o.parent.map_or(String::new(), |p| {
+        format!("[[upstream.parent]]\nname = \"squid\"\naddress = \"{p}\"\n")
+    });
+    let config = format!(
+        "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\
+         [allowlists]\ndir = \"allowlists\"\n\
+         [direct]\ndns = [\"{dns}\"]\nallow_internal = [\"127.0.0.1/32\"]\n\
+         [upstream]\nhealth_interval = \"1h\"\nfall = 1\nrise = 1\n{parent}\
+         [[profile]]\nname = \"bench\"\ndirect = [\"bench\"]\n\
+         [[segment]]\nname = \"bench\"\nnetworks = [\"127.0.0.0/8\"]\nprofile = \"bench\"\n\
+         [limits]\nmax_connections = {max}\n\
+         [log]\naccess = \"{log}\"\n",
+        dns = o.dns,
+        max = o.max_connections,
+        log = if o.access_log { "access.log" } else { "off" },
+    );
+    let path = d.join("lbo-proxy.toml");
+    std::fs::write(&path, config).expect("writing the config");
+    let child = Command::new(env!("CARGO_BIN_EXE_lbo-proxy"))
+        .current_dir(d)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(log_file(d, "stderr.log"))
+        .spawn()
+        .expect("starting lbo-proxy");
+    ready(child, dir, port, "stderr.log")
+}
+
+/// Squid, if installed; with `parent`, every request goes through it.
+pub fn squid(parent: Option<SocketAddr>, max_fds: usize) -> Option<Proxy> {
+    let bin = ["/usr/sbin/squid", "/usr/bin/squid"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("temp dir mode");
+    std::fs::write(
+        d.join("hosts"),
+        format!("127.0.0.1 {DIRECT_NAME} {UPSTREAM_NAME}\n"),
+    )
+    .expect("hosts file");
+    let port = free_port();
+    // SAFETY: geteuid has no preconditions.
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "cache_effective_user proxy\n"
+    } else {
+        ""
+    };
+    let parent = parent.map_or(String::new(), |p| {
+        format!(
+            "cache_peer {} parent {} 0 no-query no-digest default\nnever_direct allow all\n",
+            p.ip(),
+            p.port()
+        )
+    });
+    let conf = format!(
+        "http_port 127.0.0.1:{port}\n\
+         http_access allow all\n\
+         cache deny all\n\
+         access_log none\n\
+         cache_log {d}/cache.log\n\
+         pid_filename {d}/squid.pid\n\
+         hosts_file {d}/hosts\n\
+         dns_nameservers 127.0.0.1\n\
+         coredump_dir {d}\n\
+         shutdown_lifetime 0 seconds\n\
+         visible_hostname bench\n\
+         max_filedescriptors {max_fds}\n\
+         {parent}{user}",
+        d = d.display()
+    );
+    std::fs::write(d.join("squid.conf"), conf).expect("squid.conf");
+    let child = Command::new(bin)
+        .args(["-N", "-n", &format!("lbobench{port}"), "-f"])
+        .arg(d.join("squid.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting squid");
+    Some(ready(child, dir, port, "cache.log"))
+}
+
+/// Squid's version line, e.g. "5.7".
+pub fn squid_version() -> String {
+    Command::new("/usr/sbin/squid")
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let first = text.lines().next()?.to_string();
+            Some(first.rsplit(' ').next()?.to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    std::fs::File::create(dir.join(name)).map_or(Stdio::null(), Stdio::from)
+}
+
+/// A loopback port free a moment ago (the proxies take their port from a config file).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits (at most 30 s) until the child accepts on `port`.
+fn ready(mut child: Child, dir: tempfile::TempDir, port: u16, log: &str) -> Proxy {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "proxy did not start ({exited:?}):\n{}",
+                std::fs::read_to_string(dir.path().join(log)).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proxy {
+        addr,
+        pid: child.id(),
+        child,
+        dir,
+    }
+}
+
+impl Proxy {
+    /// Lines of the access log written so far (lbo-proxy with logging on).
+    pub fn access_lines(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("access.log")).map_or(0, |s| s.lines().count())
+    }
+}

@@ -1,0 +1,341 @@
+//! The relay: the one place bytes are copied between a client and the next hop, for every
+//! route and listener. It keeps half-close (EOF one way shuts the other writer; the other
+//! direction goes on), ends idle tunnels, counts bytes, and says why it stopped.
+//!
+//! Two ways to move bytes, chosen per tunnel: on Linux, when both ends are bare TCP
+//! sockets, [`splice`] moves them inside the kernel; otherwise [`copy`] reads and writes
+//! through user memory. Both take a pipe or a buffer from a per-thread [`pool`] only while
+//! bytes move, so an idle tunnel holds neither.
+
+mod copy;
+mod pool;
+#[cfg(target_os = "linux")]
+mod splice;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::stream::Endpoint;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// Both sides closed their write half.
+    Finished,
+    /// No byte moved either way for the idle timeout.
+    IdleTimeout,
+    /// The client side failed (reset, broken pipe).
+    ClientError,
+    /// The server side failed.
+    ServerError,
+    /// The proxy is shutting down and the drain time is over.
+    Shutdown,
+}
+
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Client → server.
+    pub bytes_up: AtomicU64,
+    /// Server → client.
+    pub bytes_down: AtomicU64,
+}
+
+/// Copies both ways until both sides are done, an error, the idle timeout, or `stop`.
+pub async fn relay<C, S>(
+    mut client: C,
+    mut server: S,
+    idle: Duration,
+    stats: &RelayStats,
+    stop: impl Future<Output = ()>,
+) -> RelayEnd
+where
+    C: Endpoint,
+    S: Endpoint,
+{
+    let activity = Activity::new();
+    #[cfg(target_os = "linux")]
+    if client.tcp().is_some() && server.tcp().is_some() {
+        let (up_first, down_first) = (client.take_pending(), server.take_pending());
+        if let (Some(c), Some(s)) = (client.tcp(), server.tcp()) {
+            let up = splice::pump(
+                c,
+                s,
+                up_first,
+                &stats.bytes_up,
+                &activity,
+                Blame::CLIENT_TO_SERVER,
+            );
+            let down = splice::pump(
+                s,
+                c,
+                down_first,
+                &stats.bytes_down,
+                &activity,
+                Blame::SERVER_TO_CLIENT,
+            );
+            return until_done(up, down, &activity, idle, stop).await;
+        }
+    }
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut sr, mut sw) = tokio::io::split(server);
+    let up = copy::copy(
+        &mut cr,
+        &mut sw,
+        &stats.bytes_up,
+        &activity,
+        Blame::CLIENT_TO_SERVER,
+    );
+    let down = copy::copy(
+        &mut sr,
+        &mut cw,
+        &stats.bytes_down,
+        &activity,
+        Blame::SERVER_TO_CLIENT,
+    );
+    until_done(up, down, &activity, idle, stop).await
+}
+
+/// Runs both directions: the first error ends both, clean EOFs on both sides finish the
+/// tunnel; the idle watchdog and `stop` end it early.
+async fn until_done(
+    up: impl Future<Output = Result<(), RelayEnd>>,
+    down: impl Future<Output = Result<(), RelayEnd>>,
+    activity: &Activity,
+    idle: Duration,
+    stop: impl Future<Output = ()>,
+) -> RelayEnd {
+    let both = async {
+        match tokio::try_join!(up, down) {
+            Ok(_) => RelayEnd::Finished,
+            Err(end) => end,
+        }
+    };
+    let watchdog = async {
+        loop {
+            let deadline = activity.last() + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
+    tokio::select! {
+        end = both => end,
+        _ = watchdog => RelayEnd::IdleTimeout,
+        _ = stop => RelayEnd::Shutdown,
+    }
+}
+
+/// When a byte last moved either way: both directions write it, the watchdog reads it.
+struct Activity {
+    epoch: Instant,
+    /// Milliseconds since `epoch`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+}
+
+/// Who is to blame when a read or a write of one direction fails.
+struct Blame {
+    read: RelayEnd,
+    write: RelayEnd,
+}
+
+impl Blame {
+    const CLIENT_TO_SERVER: Blame = Blame {
+        read: RelayEnd::ClientError,
+        write: RelayEnd::ServerError,
+    };
+    const SERVER_TO_CLIENT: Blame = Blame {
+        read: RelayEnd::ServerError,
+        write: RelayEnd::ClientError,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use crate::stream::Prefixed;
+
+    impl Endpoint for DuplexStream {}
+
+    /// A connected pair of loopback sockets.
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap());
+        let (near, far) = tokio::join!(near, listener.accept());
+        (near.unwrap(), far.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn copies_both_ways_and_keeps_half_close() {
+        let (client, mut client_peer) = duplex(1024);
+        let (server, mut server_peer) = duplex(1024);
+        let stats = RelayStats::default();
+        let relay = relay(
+            client,
+            server,
+            Duration::from_secs(5),
+            &stats,
+            std::future::pending(),
+        );
+        let peers = async {
+            client_peer.write_all(b"hello").await.unwrap();
+            client_peer.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server_peer.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"hello");
+            // The client's EOF did not close the other direction.
+            server_peer.write_all(b"world!").await.unwrap();
+            server_peer.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client_peer.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"world!");
+        };
+        let (end, ()) = tokio::join!(relay, peers);
+        assert_eq!(end, RelayEnd::Finished);
+        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 5);
+        assert_eq!(stats.bytes_down.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_tunnels_end() {
+        let (client, _client_peer) = duplex(1024);
+        let (server, _server_peer) = duplex(1024);
+        let stats = RelayStats::default();
+        let end = relay(
+            client,
+            server,
+            Duration::from_secs(30),
+            &stats,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(end, RelayEnd::IdleTimeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn activity_postpones_the_idle_timeout() {
+        let (client, mut client_peer) = duplex(1024);
+        let (server, mut server_peer) = duplex(1024);
+        let stats = RelayStats::default();
+        let started = Instant::now();
+        let relay = relay(
+            client,
+            server,
+            Duration::from_secs(30),
+            &stats,
+            std::future::pending(),
+        );
+        let chatter = async {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                client_peer.write_all(b"x").await.unwrap();
+                let mut b = [0u8; 1];
+                server_peer.read_exact(&mut b).await.unwrap();
+            }
+        };
+        let (end, ()) = tokio::join!(relay, chatter);
+        assert_eq!(end, RelayEnd::IdleTimeout);
+        assert!(started.elapsed() >= Duration::from_secs(90));
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_relay() {
+        let (client, _c) = duplex(1024);
+        let (server, _s) = duplex(1024);
+        let stats = RelayStats::default();
+        let end = relay(client, server, Duration::from_secs(30), &stats, async {}).await;
+        assert_eq!(end, RelayEnd::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn sockets_relay_both_ways_with_read_ahead_and_half_close() {
+        let (client, mut client_peer) = tcp_pair().await;
+        let (server, mut server_peer) = tcp_pair().await;
+        // Bytes the proxy read ahead of the tunnel (a ClientHello) go to the server first.
+        let client = Prefixed::new(bytes::Bytes::from_static(b"early "), client);
+        let stats = RelayStats::default();
+        let relay = relay(
+            client,
+            crate::stream::ServerStream::Tcp(server),
+            Duration::from_secs(5),
+            &stats,
+            std::future::pending(),
+        );
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+        let peers = async {
+            client_peer.write_all(&big).await.unwrap();
+            client_peer.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server_peer.read_to_end(&mut got).await.unwrap();
+            assert_eq!(&got[..6], b"early ");
+            assert!(got[6..] == big[..]);
+            server_peer.write_all(b"world!").await.unwrap();
+            server_peer.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client_peer.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"world!");
+        };
+        let (end, ()) = tokio::join!(relay, peers);
+        assert_eq!(end, RelayEnd::Finished);
+        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 1_000_006);
+        assert_eq!(stats.bytes_down.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
+    async fn idle_sockets_end() {
+        let (client, _client_peer) = tcp_pair().await;
+        let (server, _server_peer) = tcp_pair().await;
+        let stats = RelayStats::default();
+        let idle = Duration::from_millis(50);
+        let end = relay(client, server, idle, &stats, std::future::pending()).await;
+        assert_eq!(end, RelayEnd::IdleTimeout);
+    }
+
+    #[tokio::test]
+    async fn a_reset_after_the_last_byte_counts_as_eof() {
+        let (client, client_peer) = tcp_pair().await;
+        let (server, mut server_peer) = tcp_pair().await;
+        let stats = RelayStats::default();
+        let relay = relay(
+            client,
+            server,
+            Duration::from_secs(5),
+            &stats,
+            std::future::pending(),
+        );
+        let peers = async {
+            // Linger 0: closing sends a reset instead of a FIN.
+            client_peer.set_zero_linger().unwrap();
+            drop(client_peer);
+            let mut got = Vec::new();
+            server_peer.read_to_end(&mut got).await.unwrap();
+            assert!(got.is_empty());
+            drop(server_peer);
+        };
+        let (end, ()) = tokio::join!(relay, peers);
+        assert_eq!(end, RelayEnd::Finished);
+    }
+}
