@@ -81,7 +81,16 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
             drop(buf);
             connect(ctx, tcp, peer, &authority, auth.as_deref(), rest).await;
         }
-        Ok(None) => forward::serve(ctx.clone(), Prefixed::new(buf.freeze(), tcp), peer).await,
+        // Boxed, like the connect phase below: a connection's task keeps the largest state
+        // it may reach, and an idle tunnel should not carry the HTTP server's.
+        Ok(None) => {
+            Box::pin(forward::serve(
+                ctx.clone(),
+                Prefixed::new(buf.freeze(), tcp),
+                peer,
+            ))
+            .await
+        }
         // The client went away before sending a request: nothing to log.
         Err(None) => {}
         Err(Some(e)) => {
@@ -131,7 +140,7 @@ async fn connect(
             return;
         }
     };
-    match tunnel::connect(ctx, &mut rec, &target, &decision).await {
+    match Box::pin(tunnel::connect(ctx, &mut rec, &target, &decision)).await {
         Err(refusal) => {
             let _ = tcp.write_all(&refusal.page().raw_response()).await;
         }

@@ -97,7 +97,8 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
         rec.get().status = None;
         return;
     };
-    match tunnel::connect(ctx, &mut rec, &target, &decision).await {
+    // Boxed: the connect phase's state is freed before the tunnel idles.
+    match Box::pin(tunnel::connect(ctx, &mut rec, &target, &decision)).await {
         // Deny, or the next hop not reached: recorded; the client only sees the close.
         Err(_) => rec.get().status = None,
         Ok(hop) => {

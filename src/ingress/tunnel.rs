@@ -143,7 +143,17 @@ where
             .as_name()
             .and_then(|host| tr.scope.plan(segment.as_deref(), profile.as_deref(), host))
         {
-            crate::intercept::intercept(ctx, &tr.interceptor, rec, client, target, hop, plan).await;
+            // Boxed: the interception's HTTP machinery is not carried by every tunnel.
+            Box::pin(crate::intercept::intercept(
+                ctx,
+                &tr.interceptor,
+                rec,
+                client,
+                target,
+                hop,
+                plan,
+            ))
+            .await;
             return;
         }
     }
@@ -151,7 +161,16 @@ where
     let read = if rec.get().route == Some(Route::Direct) && check.mode != SniMode::Off {
         let head = ctx.config.timeouts.head;
         let policy = &ctx.config.policy;
-        match sni_check::guard(&check, policy, head, rec, &mut client, target).await {
+        match Box::pin(sni_check::guard(
+            &check,
+            policy,
+            head,
+            rec,
+            &mut client,
+            target,
+        ))
+        .await
+        {
             Some(read) => read,
             // Dropping the destination's stream closes it: nothing was sent.
             None => return,
