@@ -16,8 +16,10 @@ use super::copy::{give_buffer, take_buffer};
 use super::pool::Pool;
 use super::{Activity, Blame, RelayEnd};
 
-/// Bytes asked of one splice into the pipe: the default pipe capacity (16 pages).
-const PIPE_BYTES: usize = 64 * 1024;
+/// Capacity asked for each pipe (the unprivileged maximum): fewer, larger splices on a busy
+/// tunnel. A pipe holds pages only while bytes are in it, and only while taken from the
+/// pool, so an idle tunnel costs nothing for it.
+const PIPE_BYTES: usize = 1024 * 1024;
 /// Pipes kept per thread (two descriptors each).
 const POOLED: usize = 64;
 
@@ -29,6 +31,8 @@ thread_local! {
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
+    /// Bytes one splice into it may move: its capacity.
+    capacity: usize,
 }
 
 impl Pipe {
@@ -44,7 +48,21 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        Ok(Pipe { read, write })
+        // SAFETY: `write` is an open pipe descriptor; a refusal (a lower pipe-max-size, or
+        // the user's pipe quota) leaves the default 64 KiB, which is then what is asked.
+        let set = unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                PIPE_BYTES as libc::c_int,
+            )
+        };
+        let capacity = if set > 0 { set as usize } else { 64 * 1024 };
+        Ok(Pipe {
+            read,
+            write,
+            capacity,
+        })
     }
 
     /// Back to the pool; only an empty pipe may be given back.
@@ -125,7 +143,7 @@ async fn through_pipe(
     let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
     loop {
         let filled = from.try_io(Interest::READABLE, || {
-            splice(src, pipe.write.as_raw_fd(), PIPE_BYTES)
+            splice(src, pipe.write.as_raw_fd(), pipe.capacity)
         });
         let mut n = match filled {
             Ok(0) => {
