@@ -357,6 +357,8 @@ mod tests {
             ClientConnectionLimit,
             TunnelLifetime,
             AuthRequired,
+            InterceptRefused,
+            InterceptFailed,
         ] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
