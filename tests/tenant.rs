@@ -57,6 +57,18 @@ async fn dns() -> std::net::SocketAddr {
     dns_server(&records).await
 }
 
+/// curl through `proxy` with one HTTP-version flag, trusting `ca`: its exit code and the
+/// HTTP version it spoke to the proxy's interception.
+async fn fetch_version(proxy: &Proxy, ca: &str, flag: &str, target: &str) -> (Option<i32>, String) {
+    let r = curl_run(
+        proxy,
+        &[flag, "--cacert", ca, "-w", "\n%{http_version}", target],
+    )
+    .await;
+    let version = r.stdout.rsplit('\n').next().unwrap_or("").to_string();
+    (r.code, version)
+}
+
 /// A proxy whose segment breaks every test name out directly.
 async fn direct_proxy(signin: &SignIn, extra: &str) -> Proxy {
     Proxy::start(Lab {
@@ -236,35 +248,11 @@ async fn http2_and_http1_towards_the_client_and_the_server() {
     let h2_server = SignIn::start(dir.path(), NAMES, H2_AND_H1).await;
     let ca = proxy_ca(dir.path());
     let proxy = direct_proxy(&h2_server, &table(&ca, &h2_server.ca_pem, &v1_policy())).await;
-    let version =
-        |r: &support::signin::CurlRun| r.stdout.rsplit('\n').next().unwrap_or("").to_string();
     let target = url("login.microsoftonline.com", &h2_server, "/h2");
-    let r = curl_run(
-        &proxy,
-        &[
-            "--http2",
-            "--cacert",
-            &ca.0,
-            "-w",
-            "\n%{http_version}",
-            &target,
-        ],
-    )
-    .await;
-    assert_eq!((r.code, version(&r).as_str()), (Some(0), "2"), "{r:?}");
-    let r = curl_run(
-        &proxy,
-        &[
-            "--http1.1",
-            "--cacert",
-            &ca.0,
-            "-w",
-            "\n%{http_version}",
-            &target,
-        ],
-    )
-    .await;
-    assert_eq!((r.code, version(&r).as_str()), (Some(0), "1.1"), "{r:?}");
+    let r = fetch_version(&proxy, &ca.0, "--http2", &target).await;
+    assert_eq!((r.0, r.1.as_str()), (Some(0), "2"), "{r:?}");
+    let r = fetch_version(&proxy, &ca.0, "--http1.1", &target).await;
+    assert_eq!((r.0, r.1.as_str()), (Some(0), "1.1"), "{r:?}");
     let seen = h2_server.requests();
     assert_eq!(seen.len(), 2);
     for s in &seen {
@@ -281,19 +269,8 @@ async fn http2_and_http1_towards_the_client_and_the_server() {
     let h1_server = SignIn::start(dir.path(), NAMES, &[b"http/1.1"]).await;
     let proxy = direct_proxy(&h1_server, &table(&ca, &h1_server.ca_pem, &v1_policy())).await;
     let target = url("login.microsoftonline.com", &h1_server, "/h1");
-    let r = curl_run(
-        &proxy,
-        &[
-            "--http2",
-            "--cacert",
-            &ca.0,
-            "-w",
-            "\n%{http_version}",
-            &target,
-        ],
-    )
-    .await;
-    assert_eq!((r.code, version(&r).as_str()), (Some(0), "2"), "{r:?}");
+    let r = fetch_version(&proxy, &ca.0, "--http2", &target).await;
+    assert_eq!((r.0, r.1.as_str()), (Some(0), "2"), "{r:?}");
     let seen = h1_server.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].version, http::Version::HTTP_11);
