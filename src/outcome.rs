@@ -137,6 +137,7 @@ impl From<RelayEnd> for CloseReason {
         match end {
             RelayEnd::Finished => CloseReason::Finished,
             RelayEnd::IdleTimeout => CloseReason::IdleTimeout,
+            RelayEnd::Lifetime => CloseReason::TunnelLifetime,
             RelayEnd::ClientError => CloseReason::ClientError,
             RelayEnd::ServerError => CloseReason::ServerError,
             RelayEnd::Shutdown => CloseReason::Shutdown,

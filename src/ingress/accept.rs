@@ -6,7 +6,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -14,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::admission::Refused;
+use super::admission::{Permit, Refused};
 use super::pages::Page;
 use crate::config::limits::UnknownClient;
 use crate::outcome::{CloseReason, Recorder};
@@ -96,10 +98,26 @@ pub async fn serve<H, F>(
         };
         let _ = tcp.set_nodelay(true);
         let task = handle(ctx.clone(), tcp, peer);
-        ctx.tasks.spawn(async move {
-            task.await;
-            drop(permit);
-        });
+        ctx.tasks.spawn(Admitted { task, permit });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's task, holding its admission permit until it ends. A named future
+    /// rather than `async move { task.await; drop(permit) }`: such a block keeps the
+    /// captured future and the awaited one side by side, twice every connection's state.
+    struct Admitted<F> {
+        #[pin]
+        task: F,
+        permit: Permit,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Admitted<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        self.project().task.poll(cx)
     }
 }
 

@@ -10,7 +10,6 @@ pub mod client_hello;
 pub mod explicit;
 pub mod forward;
 pub mod head;
-pub mod lifetime;
 pub mod original_dst;
 pub mod pages;
 pub mod proxy_auth;

@@ -8,14 +8,13 @@ use bytes::Bytes;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 
-use super::lifetime::Lifetime;
 use super::pages::{self, Page};
 use super::sni_check;
 use crate::config::SniMode;
 use crate::egress::ConnectError;
 use crate::outcome::{millis, CloseReason, Recorder};
 use crate::policy::{self, Decision, Route, Target};
-use crate::relay::{relay, RelayStats};
+use crate::relay::{relay, Limits, RelayStats};
 use crate::server::Context;
 use crate::stream::{Endpoint, Prefixed, ServerStream};
 use crate::telemetry::OpenTunnel;
@@ -178,13 +177,17 @@ where
     } else {
         Bytes::new()
     };
-    let client = Prefixed::new(read, client);
+    let mut client = Prefixed::new(read, client);
+    let mut server = hop.stream;
     let stats = RelayStats::default();
-    let lifetime = Lifetime::default();
-    let stop = lifetime.stop(ctx.drained(), ctx.config.limits.max_tunnel_lifetime);
-    let end = relay(client, hop.stream, ctx.config.timeouts.idle, &stats, stop).await;
+    let limits = Limits {
+        idle: ctx.config.timeouts.idle,
+        lifetime: ctx.config.limits.max_tunnel_lifetime,
+    };
+    let stop = std::pin::pin!(ctx.drained());
+    let end = relay(&mut client, &mut server, limits, &stats, stop).await;
     let o = rec.get();
     o.bytes_up = stats.bytes_up.into_inner();
     o.bytes_down = stats.bytes_down.into_inner() + hop.early.len() as u64;
-    rec.end(lifetime.reason(end), Some(200));
+    rec.end(end.into(), Some(200));
 }

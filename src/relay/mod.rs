@@ -11,8 +11,10 @@ mod copy;
 mod pool;
 #[cfg(target_os = "linux")]
 mod splice;
+mod watchdog;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -26,6 +28,8 @@ pub enum RelayEnd {
     Finished,
     /// No byte moved either way for the idle timeout.
     IdleTimeout,
+    /// The tunnel reached its longest allowed life, busy or not.
+    Lifetime,
     /// The client side failed (reset, broken pipe).
     ClientError,
     /// The server side failed.
@@ -42,88 +46,86 @@ pub struct RelayStats {
     pub bytes_down: AtomicU64,
 }
 
-/// Copies both ways until both sides are done, an error, the idle timeout, or `stop`.
-pub async fn relay<C, S>(
-    mut client: C,
-    mut server: S,
-    idle: Duration,
+/// When a tunnel is ended although both sides are still there.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// No byte either way for this long.
+    pub idle: Duration,
+    /// Open this long, busy or not (`limits.max_tunnel_lifetime`).
+    pub lifetime: Option<Duration>,
+}
+
+/// Copies both ways until both sides are done, an error, a limit, or `stop`.
+///
+/// The relay is what every idle tunnel's task holds, so its state is kept small: the two
+/// streams are borrowed, `stop` lives in the caller, one timer serves the idle and lifetime
+/// limits, and the splice path is a plain state machine rather than nested async blocks.
+pub async fn relay<C, S, F>(
+    client: &mut C,
+    server: &mut S,
+    limits: Limits,
     stats: &RelayStats,
-    stop: impl Future<Output = ()>,
+    stop: Pin<&mut F>,
 ) -> RelayEnd
 where
     C: Endpoint,
     S: Endpoint,
+    F: Future<Output = ()>,
 {
     let activity = Activity::new();
     #[cfg(target_os = "linux")]
     if client.tcp().is_some() && server.tcp().is_some() {
         let (up_first, down_first) = (client.take_pending(), server.take_pending());
         if let (Some(c), Some(s)) = (client.tcp(), server.tcp()) {
-            let up = splice::pump(
-                c,
-                s,
-                up_first,
-                &stats.bytes_up,
-                &activity,
-                Blame::CLIENT_TO_SERVER,
-            );
-            let down = splice::pump(
-                s,
-                c,
-                down_first,
-                &stats.bytes_down,
-                &activity,
-                Blame::SERVER_TO_CLIENT,
-            );
-            return until_done(up, down, &activity, idle, stop).await;
+            return splice::relay(c, s, [up_first, down_first], limits, stats, &activity, stop)
+                .await;
         }
     }
+    // Boxed: only tunnels that cannot splice carry the copy path's state.
+    Box::pin(copy_both(client, server, limits, stats, &activity, stop)).await
+}
+
+/// The portable relay: both directions through pooled buffers.
+async fn copy_both<C, S, F>(
+    client: &mut C,
+    server: &mut S,
+    limits: Limits,
+    stats: &RelayStats,
+    activity: &Activity,
+    stop: Pin<&mut F>,
+) -> RelayEnd
+where
+    C: Endpoint,
+    S: Endpoint,
+    F: Future<Output = ()>,
+{
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = tokio::io::split(server);
     let up = copy::copy(
         &mut cr,
         &mut sw,
         &stats.bytes_up,
-        &activity,
+        activity,
         Blame::CLIENT_TO_SERVER,
     );
     let down = copy::copy(
         &mut sr,
         &mut cw,
         &stats.bytes_down,
-        &activity,
+        activity,
         Blame::SERVER_TO_CLIENT,
     );
-    until_done(up, down, &activity, idle, stop).await
-}
-
-/// Runs both directions: the first error ends both, clean EOFs on both sides finish the
-/// tunnel; the idle watchdog and `stop` end it early.
-async fn until_done(
-    up: impl Future<Output = Result<(), RelayEnd>>,
-    down: impl Future<Output = Result<(), RelayEnd>>,
-    activity: &Activity,
-    idle: Duration,
-    stop: impl Future<Output = ()>,
-) -> RelayEnd {
     let both = async {
         match tokio::try_join!(up, down) {
             Ok(_) => RelayEnd::Finished,
             Err(end) => end,
         }
     };
-    let watchdog = async {
-        loop {
-            let deadline = activity.last() + idle;
-            if Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    };
+    let mut watchdog = std::pin::pin!(watchdog::Watchdog::new(limits));
+    let limit = std::future::poll_fn(|cx| watchdog.as_mut().poll(cx, activity));
     tokio::select! {
         end = both => end,
-        _ = watchdog => RelayEnd::IdleTimeout,
+        end = limit => end,
         _ = stop => RelayEnd::Shutdown,
     }
 }
@@ -154,6 +156,7 @@ impl Activity {
 }
 
 /// Who is to blame when a read or a write of one direction fails.
+#[derive(Clone, Copy)]
 struct Blame {
     read: RelayEnd,
     write: RelayEnd,
@@ -173,10 +176,19 @@ impl Blame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::pin;
     use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
     use tokio::net::{TcpListener, TcpStream};
 
     use crate::stream::Prefixed;
+
+    /// Limits with this idle timeout and no lifetime.
+    fn within(idle: Duration) -> Limits {
+        Limits {
+            idle,
+            lifetime: None,
+        }
+    }
 
     impl Endpoint for DuplexStream {}
 
@@ -190,15 +202,16 @@ mod tests {
 
     #[tokio::test]
     async fn copies_both_ways_and_keeps_half_close() {
-        let (client, mut client_peer) = duplex(1024);
-        let (server, mut server_peer) = duplex(1024);
+        let (mut client, mut client_peer) = duplex(1024);
+        let (mut server, mut server_peer) = duplex(1024);
         let stats = RelayStats::default();
+        let stop = pin!(std::future::pending::<()>());
         let relay = relay(
-            client,
-            server,
-            Duration::from_secs(5),
+            &mut client,
+            &mut server,
+            within(Duration::from_secs(5)),
             &stats,
-            std::future::pending(),
+            stop,
         );
         let peers = async {
             client_peer.write_all(b"hello").await.unwrap();
@@ -221,15 +234,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_tunnels_end() {
-        let (client, _client_peer) = duplex(1024);
-        let (server, _server_peer) = duplex(1024);
+        let (mut client, _client_peer) = duplex(1024);
+        let (mut server, _server_peer) = duplex(1024);
         let stats = RelayStats::default();
         let end = relay(
-            client,
-            server,
-            Duration::from_secs(30),
+            &mut client,
+            &mut server,
+            within(Duration::from_secs(30)),
             &stats,
-            std::future::pending(),
+            pin!(std::future::pending::<()>()),
         )
         .await;
         assert_eq!(end, RelayEnd::IdleTimeout);
@@ -237,16 +250,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn activity_postpones_the_idle_timeout() {
-        let (client, mut client_peer) = duplex(1024);
-        let (server, mut server_peer) = duplex(1024);
+        let (mut client, mut client_peer) = duplex(1024);
+        let (mut server, mut server_peer) = duplex(1024);
         let stats = RelayStats::default();
         let started = Instant::now();
+        let stop = pin!(std::future::pending::<()>());
         let relay = relay(
-            client,
-            server,
-            Duration::from_secs(30),
+            &mut client,
+            &mut server,
+            within(Duration::from_secs(30)),
             &stats,
-            std::future::pending(),
+            stop,
         );
         let chatter = async {
             for _ in 0..3 {
@@ -261,12 +275,65 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_secs(90));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_tunnel_ends_at_its_lifetime() {
+        let (mut client, mut client_peer) = duplex(1024);
+        let (mut server, mut server_peer) = duplex(1024);
+        let stats = RelayStats::default();
+        let limits = Limits {
+            idle: Duration::from_secs(30),
+            lifetime: Some(Duration::from_secs(100)),
+        };
+        let stop = pin!(std::future::pending::<()>());
+        let relay = relay(&mut client, &mut server, limits, &stats, stop);
+        let chatter = async {
+            // Busy: a byte every 20 s, so the idle timeout never comes.
+            loop {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                if client_peer.write_all(b"x").await.is_err() {
+                    return;
+                }
+                let mut b = [0u8; 1];
+                if server_peer.read_exact(&mut b).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let end = tokio::select! {
+            end = relay => end,
+            () = chatter => unreachable!("the relay ends first"),
+        };
+        assert_eq!(end, RelayEnd::Lifetime);
+        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn sockets_end_at_their_lifetime() {
+        let (mut client, _client_peer) = tcp_pair().await;
+        let (mut server, _server_peer) = tcp_pair().await;
+        let stats = RelayStats::default();
+        let limits = Limits {
+            idle: Duration::from_secs(3600),
+            lifetime: Some(Duration::from_millis(50)),
+        };
+        let stop = pin!(std::future::pending::<()>());
+        let end = relay(&mut client, &mut server, limits, &stats, stop).await;
+        assert_eq!(end, RelayEnd::Lifetime);
+    }
+
     #[tokio::test]
     async fn stop_ends_the_relay() {
-        let (client, _c) = duplex(1024);
-        let (server, _s) = duplex(1024);
+        let (mut client, _c) = duplex(1024);
+        let (mut server, _s) = duplex(1024);
         let stats = RelayStats::default();
-        let end = relay(client, server, Duration::from_secs(30), &stats, async {}).await;
+        let end = relay(
+            &mut client,
+            &mut server,
+            within(Duration::from_secs(30)),
+            &stats,
+            pin!(async {}),
+        )
+        .await;
         assert_eq!(end, RelayEnd::Shutdown);
     }
 
@@ -275,14 +342,16 @@ mod tests {
         let (client, mut client_peer) = tcp_pair().await;
         let (server, mut server_peer) = tcp_pair().await;
         // Bytes the proxy read ahead of the tunnel (a ClientHello) go to the server first.
-        let client = Prefixed::new(bytes::Bytes::from_static(b"early "), client);
+        let mut client = Prefixed::new(bytes::Bytes::from_static(b"early "), client);
         let stats = RelayStats::default();
+        let mut server = crate::stream::ServerStream::Tcp(server);
+        let stop = pin!(std::future::pending::<()>());
         let relay = relay(
-            client,
-            crate::stream::ServerStream::Tcp(server),
-            Duration::from_secs(5),
+            &mut client,
+            &mut server,
+            within(Duration::from_secs(5)),
             &stats,
-            std::future::pending(),
+            stop,
         );
         let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
         let peers = async {
@@ -306,25 +375,33 @@ mod tests {
 
     #[tokio::test]
     async fn idle_sockets_end() {
-        let (client, _client_peer) = tcp_pair().await;
-        let (server, _server_peer) = tcp_pair().await;
+        let (mut client, _client_peer) = tcp_pair().await;
+        let (mut server, _server_peer) = tcp_pair().await;
         let stats = RelayStats::default();
         let idle = Duration::from_millis(50);
-        let end = relay(client, server, idle, &stats, std::future::pending()).await;
+        let end = relay(
+            &mut client,
+            &mut server,
+            within(idle),
+            &stats,
+            pin!(std::future::pending::<()>()),
+        )
+        .await;
         assert_eq!(end, RelayEnd::IdleTimeout);
     }
 
     #[tokio::test]
     async fn a_reset_after_the_last_byte_counts_as_eof() {
-        let (client, client_peer) = tcp_pair().await;
-        let (server, mut server_peer) = tcp_pair().await;
+        let (mut client, client_peer) = tcp_pair().await;
+        let (mut server, mut server_peer) = tcp_pair().await;
         let stats = RelayStats::default();
+        let stop = pin!(std::future::pending::<()>());
         let relay = relay(
-            client,
-            server,
-            Duration::from_secs(5),
+            &mut client,
+            &mut server,
+            within(Duration::from_secs(5)),
             &stats,
-            std::future::pending(),
+            stop,
         );
         let peers = async {
             // Linger 0: closing sends a reset instead of a FIN.

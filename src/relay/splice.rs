@@ -1,20 +1,28 @@
-//! The Linux zero-copy relay direction, when both ends are bare TCP sockets: bytes go
+//! The Linux zero-copy relay, when both ends of a tunnel are bare TCP sockets: bytes go
 //! socket → pipe → socket inside the kernel (splice(2)) and never through user memory.
 //! A direction waits for its socket to be readable before it takes a pipe from the
 //! per-thread pool, keeps it while bytes keep coming, and gives it back empty when the
 //! socket has nothing more: an idle tunnel holds no pipe. Should no pipe be available
 //! (file descriptor limit), the burst goes through a pooled buffer instead.
+//!
+//! Each direction is a small state machine polled by hand, not an `async fn`: an idle
+//! tunnel's task then holds two of them (a few dozen bytes each) and one timer.
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
 
+use bytes::{Buf, Bytes};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::copy::{give_buffer, take_buffer};
 use super::pool::Pool;
-use super::{Activity, Blame, RelayEnd};
+use super::watchdog::Watchdog;
+use super::{Activity, Blame, Limits, RelayEnd, RelayStats};
 
 /// Capacity asked for each pipe (the unprivileged maximum): fewer, larger splices on a busy
 /// tunnel. A pipe holds pages only while bytes are in it, and only while taken from the
@@ -90,126 +98,191 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
-/// How one burst of bytes ended.
-enum Burst {
-    /// The source has nothing more for now.
-    Drained,
-    /// The source sent EOF (or was reset after its last byte).
-    Eof,
+/// Relays `client` ⇄ `server` until both directions are done, an error, a limit or
+/// `stop`. `first` holds the bytes read ahead of each socket (client's, server's), which
+/// go out before anything else.
+pub async fn relay<F: Future<Output = ()>>(
+    client: &TcpStream,
+    server: &TcpStream,
+    first: [Bytes; 2],
+    limits: Limits,
+    stats: &RelayStats,
+    activity: &Activity,
+    mut stop: Pin<&mut F>,
+) -> RelayEnd {
+    let [up_first, down_first] = first;
+    let mut up = Direction::new(up_first, Blame::CLIENT_TO_SERVER);
+    let mut down = Direction::new(down_first, Blame::SERVER_TO_CLIENT);
+    let mut watchdog = pin!(Watchdog::new(limits));
+    poll_fn(|cx| {
+        let up = up.poll(cx, client, server, &stats.bytes_up, activity);
+        if let Poll::Ready(Err(end)) = up {
+            return Poll::Ready(end);
+        }
+        let down = down.poll(cx, server, client, &stats.bytes_down, activity);
+        if let Poll::Ready(Err(end)) = down {
+            return Poll::Ready(end);
+        }
+        if up.is_ready() && down.is_ready() {
+            return Poll::Ready(RelayEnd::Finished);
+        }
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(RelayEnd::Shutdown);
+        }
+        watchdog.as_mut().poll(cx, activity)
+    })
+    .await
 }
 
-/// Copies `from` to `to` until EOF (then shuts `to`'s write half) or an error. `pending`
-/// (bytes already read from `from`) goes first.
-pub async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
-    pending: bytes::Bytes,
-    count: &AtomicU64,
-    activity: &Activity,
+/// One direction of a tunnel, from one socket to the other.
+struct Direction {
+    step: Step,
     blame: Blame,
-) -> Result<(), RelayEnd> {
-    if !pending.is_empty() {
-        write_all(to, &pending).await.map_err(|_| blame.write)?;
-        count.fetch_add(pending.len() as u64, Ordering::Relaxed);
-        activity.touch();
+}
+
+enum Step {
+    /// Bytes read ahead of the source (a request head's tail, a ClientHello), written first.
+    First(Bytes),
+    /// Waiting for the source to be readable; holds nothing.
+    Idle,
+    /// A burst through a pipe; `held` bytes are in it, not yet written.
+    Pipe { pipe: Pipe, held: usize },
+    /// A burst through a pooled buffer (no pipe could be had); `buf[at..end]` is unwritten.
+    Buffer {
+        buf: Box<[u8]>,
+        at: usize,
+        end: usize,
+    },
+    /// EOF passed on: the destination's write half is shut.
+    Done,
+}
+
+impl Direction {
+    fn new(first: Bytes, blame: Blame) -> Self {
+        Direction {
+            step: Step::First(first),
+            blame,
+        }
     }
-    // Its buffer (a request head's, a ClientHello's) must not stay with an idle tunnel.
-    drop(pending);
-    loop {
-        from.readable().await.map_err(|_| blame.read)?;
-        let burst = match Pipe::take() {
-            Ok(pipe) => through_pipe(from, to, pipe, count, activity, &blame).await?,
-            Err(_) => through_buffer(from, to, count, activity, &blame).await?,
+
+    /// Moves what can be moved now. Ready(Ok) once EOF has been passed on.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &TcpStream,
+        to: &TcpStream,
+        count: &AtomicU64,
+        activity: &Activity,
+    ) -> Poll<Result<(), RelayEnd>> {
+        let Blame { read, write } = self.blame;
+        let moved = |n: usize| {
+            count.fetch_add(n as u64, Ordering::Relaxed);
+            activity.touch();
         };
-        if let Burst::Eof = burst {
-            // Half-close: the peer sees EOF, the other direction goes on.
-            // SAFETY: `to` is an open socket for the duration of the call.
-            unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
-            return Ok(());
+        loop {
+            let next = match &mut self.step {
+                Step::Done => return Poll::Ready(Ok(())),
+                Step::First(bytes) if bytes.is_empty() => Step::Idle,
+                Step::First(bytes) => {
+                    ready!(to.poll_write_ready(cx)).map_err(|_| write)?;
+                    match to.try_write(bytes) {
+                        Ok(n) => {
+                            bytes.advance(n);
+                            moved(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Poll::Ready(Err(write)),
+                    }
+                    continue;
+                }
+                Step::Idle => {
+                    ready!(from.poll_read_ready(cx)).map_err(|_| read)?;
+                    match Pipe::take() {
+                        Ok(pipe) => Step::Pipe { pipe, held: 0 },
+                        Err(_) => Step::Buffer {
+                            buf: take_buffer(),
+                            at: 0,
+                            end: 0,
+                        },
+                    }
+                }
+                Step::Pipe { pipe, held } if *held > 0 => {
+                    ready!(to.poll_write_ready(cx)).map_err(|_| write)?;
+                    let (out, dst) = (pipe.read.as_raw_fd(), to.as_raw_fd());
+                    match to.try_io(Interest::WRITABLE, || splice(out, dst, *held)) {
+                        Ok(n) => {
+                            *held -= n;
+                            moved(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        // The pipe still holds bytes: it is closed with the tunnel.
+                        Err(_) => return Poll::Ready(Err(write)),
+                    }
+                    continue;
+                }
+                Step::Pipe { pipe, held } => {
+                    ready!(from.poll_read_ready(cx)).map_err(|_| read)?;
+                    let (src, into) = (from.as_raw_fd(), pipe.write.as_raw_fd());
+                    match from.try_io(Interest::READABLE, || splice(src, into, pipe.capacity)) {
+                        Ok(0) => Step::Done,
+                        Ok(n) => {
+                            *held = n;
+                            continue;
+                        }
+                        Err(e) => match end_of_burst(e) {
+                            Some(next) => next,
+                            None => return Poll::Ready(Err(read)),
+                        },
+                    }
+                }
+                Step::Buffer { buf, at, end } if *at < *end => {
+                    ready!(to.poll_write_ready(cx)).map_err(|_| write)?;
+                    match to.try_write(&buf[*at..*end]) {
+                        Ok(n) => {
+                            *at += n;
+                            moved(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Poll::Ready(Err(write)),
+                    }
+                    continue;
+                }
+                Step::Buffer { buf, at, end } => {
+                    ready!(from.poll_read_ready(cx)).map_err(|_| read)?;
+                    match from.try_read(buf) {
+                        Ok(0) => Step::Done,
+                        Ok(n) => {
+                            (*at, *end) = (0, n);
+                            continue;
+                        }
+                        Err(e) => match end_of_burst(e) {
+                            Some(next) => next,
+                            None => return Poll::Ready(Err(read)),
+                        },
+                    }
+                }
+            };
+            // The burst is over: an empty pipe or buffer goes back to the pool.
+            match std::mem::replace(&mut self.step, next) {
+                Step::Pipe { pipe, .. } => pipe.give(),
+                Step::Buffer { buf, .. } => give_buffer(buf),
+                _ => {}
+            }
+            if let Step::Done = self.step {
+                // Half-close: the peer sees EOF, the other direction goes on.
+                // SAFETY: `to` is an open socket for the duration of the call.
+                unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
+            }
         }
     }
 }
 
-/// Splices while `from` has bytes. A pipe that failed with bytes in it is closed, not
-/// pooled.
-async fn through_pipe(
-    from: &TcpStream,
-    to: &TcpStream,
-    pipe: Pipe,
-    count: &AtomicU64,
-    activity: &Activity,
-    blame: &Blame,
-) -> Result<Burst, RelayEnd> {
-    let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
-    loop {
-        let filled = from.try_io(Interest::READABLE, || {
-            splice(src, pipe.write.as_raw_fd(), pipe.capacity)
-        });
-        let mut n = match filled {
-            Ok(0) => {
-                pipe.give();
-                return Ok(Burst::Eof);
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                pipe.give();
-                return Ok(Burst::Drained);
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                pipe.give();
-                return Ok(Burst::Eof);
-            }
-            Err(_) => return Err(blame.read),
-        };
-        let moved = n;
-        while n > 0 {
-            to.writable().await.map_err(|_| blame.write)?;
-            match to.try_io(Interest::WRITABLE, || splice(pipe.read.as_raw_fd(), dst, n)) {
-                Ok(m) => n -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(blame.write),
-            }
-        }
-        count.fetch_add(moved as u64, Ordering::Relaxed);
-        activity.touch();
+/// What a failed read from the source means: it has nothing more for now (wait again),
+/// it is finished (a reset after its last byte counts as EOF), or it failed (`None`).
+fn end_of_burst(e: io::Error) -> Option<Step> {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => Some(Step::Idle),
+        io::ErrorKind::ConnectionReset => Some(Step::Done),
+        _ => None,
     }
-}
-
-/// One read through a pooled buffer, when no pipe could be had.
-async fn through_buffer(
-    from: &TcpStream,
-    to: &TcpStream,
-    count: &AtomicU64,
-    activity: &Activity,
-    blame: &Blame,
-) -> Result<Burst, RelayEnd> {
-    let mut buf = take_buffer();
-    let burst = match from.try_read(&mut buf) {
-        Ok(0) => Ok(Burst::Eof),
-        Ok(n) => match write_all(to, &buf[..n]).await {
-            Ok(()) => {
-                count.fetch_add(n as u64, Ordering::Relaxed);
-                activity.touch();
-                Ok(Burst::Drained)
-            }
-            Err(_) => Err(blame.write),
-        },
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Burst::Drained),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Burst::Eof),
-        Err(_) => Err(blame.read),
-    };
-    give_buffer(buf);
-    burst
-}
-
-async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        to.writable().await?;
-        match to.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
