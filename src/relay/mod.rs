@@ -281,15 +281,15 @@ mod tests {
         let (mut server, mut server_peer) = duplex(1024);
         let stats = RelayStats::default();
         let limits = Limits {
-            idle: Duration::from_secs(30),
+            idle: Duration::from_secs(45),
             lifetime: Some(Duration::from_secs(100)),
         };
         let stop = pin!(std::future::pending::<()>());
         let relay = relay(&mut client, &mut server, limits, &stats, stop);
         let chatter = async {
-            // Busy: a byte every 20 s, so the idle timeout never comes.
+            // Busy: a byte every 30 s (at 30, 60, 90), so the idle timeout never comes.
             loop {
-                tokio::time::sleep(Duration::from_secs(20)).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
                 if client_peer.write_all(b"x").await.is_err() {
                     return;
                 }
@@ -304,7 +304,7 @@ mod tests {
             () = chatter => unreachable!("the relay ends first"),
         };
         assert_eq!(end, RelayEnd::Lifetime);
-        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]
