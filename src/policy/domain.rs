@@ -154,6 +154,16 @@ fn parse_label(label: &str, first: bool) -> Result<Label, PatternError> {
     }
 }
 
+/// Splits `a.b.c` into `(Some("a.b"), "c")`, and `c` into `(None, "c")`. A plain loop over
+/// the bytes: labels are short, and a general searcher costs more than the search.
+fn last_label(name: &str) -> (Option<&str>, &str) {
+    let dot = name.bytes().rposition(|b| b == b'.');
+    match dot.and_then(|dot| name.split_at_checked(dot)) {
+        Some((tail, label)) => (Some(tail), label.strip_prefix('.').unwrap_or(label)),
+        None => (None, name),
+    }
+}
+
 /// Index of a compiled node.
 type NodeId = u32;
 
@@ -273,10 +283,7 @@ impl<V: Copy> DomainSet<V> {
             }
             return;
         };
-        let (tail, label) = match rest.rsplit_once('.') {
-            Some((tail, label)) => (Some(tail), label),
-            None => (None, rest),
-        };
+        let (tail, label) = last_label(rest);
         for &(s, v) in &node.any_sub {
             found(s, v);
         }
@@ -353,6 +360,18 @@ mod tests {
         for (name, want) in table {
             assert_eq!(hits(&s, name), *want, "{name}");
         }
+    }
+
+    #[test]
+    fn names_of_one_label_and_of_many() {
+        let s = set(&["*.sharepoint.com", "com.example.com", "example.com"]);
+        assert_eq!(hits(&s, "com"), Vec::<usize>::new());
+        assert_eq!(hits(&s, "example.com"), [2]);
+        assert_eq!(hits(&s, "com.example.com"), [1]);
+        let deep = format!("{}sharepoint.com", "a.".repeat(125));
+        assert_eq!(hits(&s, &deep), [0]);
+        assert_eq!(last_label("a.b.c"), (Some("a.b"), "c"));
+        assert_eq!(last_label("c"), (None, "c"));
     }
 
     #[test]
