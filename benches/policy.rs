@@ -3,7 +3,7 @@
 //! `decide` is measured against snapshots of N = 100 and N = 100_000 synthetic domain
 //! patterns (plus 10_000 networks) with the same targets, so the report shows whether the
 //! cost of a decision grows with the size of the allowlists (it should not: the domain trie
-//! is walked by the name's labels, the prefix table is probed per prefix length).
+//! is walked by the name's labels, the prefix table is one binary search over ranges).
 //!
 //! Run: `cargo bench --bench policy` (full) or `cargo bench --bench policy -- --quick`.
 
@@ -209,6 +209,14 @@ fn cases() -> Vec<Case> {
             id: "ip_in_network",
             client: office,
             target: t("20.190.130.5:443"),
+            route: Route::Direct,
+            reason: Reason::Allowlisted,
+            rule: Some("cat-0/anchors"),
+        },
+        Case {
+            id: "ip6_in_network",
+            client: office,
+            target: t("[2603:1006:2000::5]:443"),
             route: Route::Direct,
             reason: Reason::Allowlisted,
             rule: Some("cat-0/anchors"),

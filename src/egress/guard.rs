@@ -53,18 +53,13 @@ impl AddressGuard {
     /// `allow` opens chosen internal ranges (labs, tests); `deny` adds the municipality's
     /// own ranges. The most specific range wins; of equals, a refusal.
     pub fn new(allow: &[IpNet], deny: &[IpNet]) -> AddressGuard {
-        let mut table = PrefixTable::default();
-        for net in deny {
-            table.insert(*net, Verdict::Refuse);
-        }
-        for net in allow {
-            table.insert(*net, Verdict::Allow);
-        }
-        for range in INTERNAL_RANGES {
-            if let Ok(net) = range.parse::<IpNet>() {
-                table.insert(net, Verdict::Refuse);
-            }
-        }
+        let deny = deny.iter().map(|net| (*net, Verdict::Refuse));
+        let allow = allow.iter().map(|net| (*net, Verdict::Allow));
+        let internal = INTERNAL_RANGES
+            .iter()
+            .filter_map(|range| range.parse::<IpNet>().ok())
+            .map(|net| (net, Verdict::Refuse));
+        let table: PrefixTable<Verdict> = deny.chain(allow).chain(internal).collect();
         AddressGuard { table }
     }
 

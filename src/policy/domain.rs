@@ -6,8 +6,9 @@
 //! (`autodiscover.*.onmicrosoft.com`, exactly one label). Lookup walks the name's labels
 //! from the right, so its cost depends on the name, not on how many patterns are loaded.
 
-use std::collections::HashMap;
 use std::fmt;
+
+use rustc_hash::FxHashMap;
 
 /// One label of a pattern, right to left.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -153,11 +154,24 @@ fn parse_label(label: &str, first: bool) -> Result<Label, PatternError> {
     }
 }
 
+/// Splits `a.b.c` into `(Some("a.b"), "c")`, and `c` into `(None, "c")`. A plain loop over
+/// the bytes: labels are short, and a general searcher costs more than the search.
+fn last_label(name: &str) -> (Option<&str>, &str) {
+    let dot = name.bytes().rposition(|b| b == b'.');
+    match dot.and_then(|dot| name.split_at_checked(dot)) {
+        Some((tail, label)) => (Some(tail), label.strip_prefix('.').unwrap_or(label)),
+        None => (None, name),
+    }
+}
+
 /// Index of a compiled node.
 type NodeId = u32;
 
 struct Node<V> {
-    literal: HashMap<Box<str>, NodeId>,
+    /// Children by literal label. A fixed, fast hash rather than a randomised one: the
+    /// keys come from the operator's allowlists, and a client only looks names up, so it
+    /// cannot add keys that collide and make the chains longer.
+    literal: FxHashMap<Box<str>, NodeId>,
     one: Option<NodeId>,
     globs: Vec<(Box<str>, Box<str>, NodeId)>,
     /// Patterns ending exactly here.
@@ -169,7 +183,7 @@ struct Node<V> {
 impl<V> Node<V> {
     fn empty() -> Self {
         Node {
-            literal: HashMap::new(),
+            literal: FxHashMap::default(),
             one: None,
             globs: Vec::new(),
             exact: Vec::new(),
@@ -256,30 +270,24 @@ impl<V: Copy> DomainSet<V> {
     /// Calls `found(specificity, value)` for every pattern that matches `name`
     /// (a normalised name: lower-case, no trailing dot).
     pub fn matches(&self, name: &str, found: &mut impl FnMut(u32, V)) {
-        let mut labels = [""; 127];
-        let mut n = 0;
-        for label in name.rsplit('.') {
-            if n == labels.len() {
-                return;
-            }
-            labels[n] = label;
-            n += 1;
-        }
-        self.walk(0, &labels[..n], found);
+        self.walk(0, Some(name), found);
     }
 
-    fn walk(&self, at: NodeId, rest: &[&str], found: &mut impl FnMut(u32, V)) {
+    /// Matches the labels of `rest` (`None` when none are left) from node `at`, taking
+    /// them from the right, so no list of labels is built.
+    fn walk(&self, at: NodeId, rest: Option<&str>, found: &mut impl FnMut(u32, V)) {
         let node = &self.nodes[at as usize];
-        let Some((label, tail)) = rest.split_first() else {
+        let Some(rest) = rest else {
             for &(s, v) in &node.exact {
                 found(s, v);
             }
             return;
         };
+        let (tail, label) = last_label(rest);
         for &(s, v) in &node.any_sub {
             found(s, v);
         }
-        if let Some(&next) = node.literal.get(*label) {
+        if let Some(&next) = node.literal.get(label) {
             self.walk(next, tail, found);
         }
         if let Some(next) = node.one {
@@ -352,6 +360,18 @@ mod tests {
         for (name, want) in table {
             assert_eq!(hits(&s, name), *want, "{name}");
         }
+    }
+
+    #[test]
+    fn names_of_one_label_and_of_many() {
+        let s = set(&["*.sharepoint.com", "com.example.com", "example.com"]);
+        assert_eq!(hits(&s, "com"), Vec::<usize>::new());
+        assert_eq!(hits(&s, "example.com"), [2]);
+        assert_eq!(hits(&s, "com.example.com"), [1]);
+        let deep = format!("{}sharepoint.com", "a.".repeat(125));
+        assert_eq!(hits(&s, &deep), [0]);
+        assert_eq!(last_label("a.b.c"), (Some("a.b"), "c"));
+        assert_eq!(last_label("c"), (None, "c"));
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl Snapshot {
         let mut by_name = HashMap::new();
         let mut rules = Vec::new();
         let mut domains = DomainSet::default();
-        let mut networks = PrefixTable::default();
+        let mut networks = Vec::new();
         for (i, cat) in spec.categories.iter().enumerate() {
             let cid = CategoryId(i as u8);
             by_name.insert(cat.name.to_string(), cid);
@@ -116,7 +116,7 @@ impl Snapshot {
                     domains.insert(d, rid);
                 }
                 for n in &rule.networks {
-                    networks.insert(*n, rid);
+                    networks.push((*n, rid));
                 }
             }
         }
@@ -140,7 +140,7 @@ impl Snapshot {
             });
         }
         let mut segments = Vec::new();
-        let mut clients = PrefixTable::default();
+        let mut clients = Vec::new();
         for (i, s) in spec.segments.iter().enumerate() {
             let profile = profiles
                 .iter()
@@ -154,7 +154,7 @@ impl Snapshot {
                 profile,
             });
             for n in &s.networks {
-                clients.insert(*n, i);
+                clients.push((*n, i));
             }
         }
         Ok(Snapshot {
@@ -162,10 +162,10 @@ impl Snapshot {
             categories: spec.categories,
             rules,
             domains,
-            networks,
+            networks: networks.into_iter().collect(),
             profiles,
             segments,
-            clients,
+            clients: clients.into_iter().collect(),
         })
     }
 
