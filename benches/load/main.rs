@@ -1,5 +1,5 @@
 //! The load benchmark: loopback origins, a DNS responder, lbo-proxy as its own process
-//! (and Squid, when installed), and a client that drives the workloads of issue 7:
+//! (and Squid and tinyproxy, when installed), and a client that drives the workloads of issue 7:
 //!
 //! - one tunnel downloading a large body (Gbit/s, proxy CPU seconds per GB);
 //! - short tunnels, 32 in flight: CONNECT, decision, connect, 64-byte echo, close
@@ -14,7 +14,7 @@
 //!
 //! Environment: `LBO_BENCH_IDLE` (idle tunnels per row; default 10,000),
 //! `LBO_BENCH_MIB` (download size per run; default 2,048), `LBO_BENCH_ROWS` (a comma
-//! list of row ids: none, lbo, lbo-log, squid, lbo-squid, squid-squid).
+//! list of row ids: none, lbo, lbo-log, squid, tinyproxy, lbo-squid, squid-squid).
 
 mod dns;
 mod origin;
@@ -50,7 +50,7 @@ impl Plan {
                 .and_then(|v| v.parse::<usize>().ok())
         };
         let rows = std::env::var("LBO_BENCH_ROWS")
-            .unwrap_or_else(|_| "none,lbo,lbo-log,squid,lbo-squid,squid-squid".into());
+            .unwrap_or_else(|_| "none,lbo,lbo-log,squid,tinyproxy,lbo-squid,squid-squid".into());
         Plan {
             full,
             runs: if full { 3 } else { 1 },
@@ -148,6 +148,22 @@ async fn run(plan: &Plan) -> Vec<Row> {
             ));
         }
     }
+    if plan.wants("tinyproxy") {
+        match proxies::tinyproxy(plan.idle + 1_000) {
+            Some(p) => {
+                let figures = measure(plan, &origin, via(&p, ORIGIN_ADDRESS), Some(&p)).await;
+                let version = proxies::tinyproxy_version();
+                rows.push(Row::new(
+                    "tinyproxy",
+                    &format!("tinyproxy {version}"),
+                    figures,
+                ));
+            }
+            None => eprintln!(
+                "tinyproxy is not installed (apt-get install tinyproxy): its row is left out"
+            ),
+        }
+    }
     if plan.wants("lbo-squid") {
         if let Some(parent) = proxies::squid(None, squid_fds) {
             let p = lbo(false, Some(parent.addr));
@@ -173,6 +189,9 @@ async fn run(plan: &Plan) -> Vec<Row> {
     }
     rows
 }
+
+/// The origin as an address, for proxies that resolve with the system resolver.
+const ORIGIN_ADDRESS: &str = "127.0.0.1";
 
 fn via(p: &Proxy, name: &'static str) -> Via {
     Via::Proxy(p.addr, name)

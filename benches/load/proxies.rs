@@ -135,6 +135,62 @@ pub fn squid(parent: Option<SocketAddr>, max_fds: usize) -> Option<Proxy> {
     Some(ready(child, dir, port, "cache.log"))
 }
 
+/// tinyproxy, if installed: a second peer from issue 7's table. It resolves names with the
+/// system resolver, so the client asks it for the origin's address, not a name.
+pub fn tinyproxy(max_clients: usize) -> Option<Proxy> {
+    let bin = "/usr/bin/tinyproxy";
+    if !Path::new(bin).exists() {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("temp dir mode");
+    let port = free_port();
+    // SAFETY: geteuid has no preconditions.
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "User nobody\nGroup nogroup\n"
+    } else {
+        ""
+    };
+    let conf = format!(
+        "Port {port}\n\
+         Listen 127.0.0.1\n\
+         Timeout 600\n\
+         LogFile \"{d}/tinyproxy.log\"\n\
+         LogLevel Critical\n\
+         PidFile \"{d}/tinyproxy.pid\"\n\
+         MaxClients {max_clients}\n\
+         Allow 127.0.0.0/8\n\
+         DisableViaHeader Yes\n\
+         {user}",
+        d = d.display()
+    );
+    std::fs::write(d.join("tinyproxy.conf"), conf).expect("tinyproxy.conf");
+    let child = Command::new(bin)
+        .arg("-d")
+        .arg("-c")
+        .arg(d.join("tinyproxy.conf"))
+        .stdout(Stdio::null())
+        .stderr(log_file(d, "stderr.log"))
+        .spawn()
+        .expect("starting tinyproxy");
+    Some(ready(child, dir, port, "stderr.log"))
+}
+
+/// tinyproxy's version, e.g. "1.11.1".
+pub fn tinyproxy_version() -> String {
+    Command::new("/usr/bin/tinyproxy")
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            Some(text.split_whitespace().nth(1)?.to_string())
+        })
+        .unwrap_or_default()
+}
+
 /// Squid's version line, e.g. "5.7".
 pub fn squid_version() -> String {
     Command::new("/usr/sbin/squid")

@@ -98,7 +98,14 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
     let row = |id: &str| rows.iter().find(|r| r.id == id).map(|r| &r.f);
     println!("\nratios");
     let base = row("none");
-    for id in ["lbo", "lbo-log", "squid", "lbo-squid", "squid-squid"] {
+    for id in [
+        "lbo",
+        "lbo-log",
+        "squid",
+        "tinyproxy",
+        "lbo-squid",
+        "squid-squid",
+    ] {
         if let (Some(b), Some(r)) = (base, rows.iter().find(|r| r.id == id)) {
             println!(
                 "  {} / no proxy: throughput {}, new tunnels/s {}",
@@ -111,6 +118,7 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
     for (ours, theirs) in [
         ("lbo", "squid"),
         ("lbo-log", "squid"),
+        ("lbo", "tinyproxy"),
         ("lbo-squid", "squid-squid"),
     ] {
         if let (Some(o), Some(t)) = (
