@@ -119,6 +119,7 @@ pub fn squid(parent: Option<SocketAddr>, max_fds: usize) -> Option<Proxy> {
          dns_nameservers 127.0.0.1\n\
          coredump_dir {d}\n\
          shutdown_lifetime 0 seconds\n\
+         pinger_enable off\n\
          visible_hostname bench\n\
          max_filedescriptors {max_fds}\n\
          {parent}{user}",
