@@ -309,16 +309,11 @@ mod tests {
 
     #[tokio::test]
     async fn sockets_end_at_their_lifetime() {
-        let (mut client, _client_peer) = tcp_pair().await;
-        let (mut server, _server_peer) = tcp_pair().await;
-        let stats = RelayStats::default();
         let limits = Limits {
             idle: Duration::from_secs(3600),
             lifetime: Some(Duration::from_millis(50)),
         };
-        let stop = pin!(std::future::pending::<()>());
-        let end = relay(&mut client, &mut server, limits, &stats, stop).await;
-        assert_eq!(end, RelayEnd::Lifetime);
+        assert_eq!(silent_sockets(limits).await, RelayEnd::Lifetime);
     }
 
     #[tokio::test]
@@ -375,19 +370,17 @@ mod tests {
 
     #[tokio::test]
     async fn idle_sockets_end() {
+        let end = silent_sockets(within(Duration::from_millis(50))).await;
+        assert_eq!(end, RelayEnd::IdleTimeout);
+    }
+
+    /// How a splice relay between two pairs of sockets where nobody speaks ends.
+    async fn silent_sockets(limits: Limits) -> RelayEnd {
         let (mut client, _client_peer) = tcp_pair().await;
         let (mut server, _server_peer) = tcp_pair().await;
         let stats = RelayStats::default();
-        let idle = Duration::from_millis(50);
-        let end = relay(
-            &mut client,
-            &mut server,
-            within(idle),
-            &stats,
-            pin!(std::future::pending::<()>()),
-        )
-        .await;
-        assert_eq!(end, RelayEnd::IdleTimeout);
+        let stop = pin!(std::future::pending::<()>());
+        relay(&mut client, &mut server, limits, &stats, stop).await
     }
 
     #[tokio::test]
