@@ -113,7 +113,7 @@ async fn run(plan: &Plan) -> Vec<Row> {
             max_connections,
         })
     };
-    let squid_version = proxies::squid_version();
+    let squid_version = proxies::version("/usr/sbin/squid");
     if squid_version.is_empty() {
         eprintln!("Squid is not installed (apt-get install squid): its rows are left out");
     }
@@ -152,7 +152,7 @@ async fn run(plan: &Plan) -> Vec<Row> {
         match proxies::tinyproxy(plan.idle + 1_000) {
             Some(p) => {
                 let figures = measure(plan, &origin, via(&p, ORIGIN_ADDRESS), Some(&p)).await;
-                let version = proxies::tinyproxy_version();
+                let version = proxies::version("/usr/bin/tinyproxy");
                 rows.push(Row::new(
                     "tinyproxy",
                     &format!("tinyproxy {version}"),

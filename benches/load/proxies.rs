@@ -179,29 +179,20 @@ pub fn tinyproxy(max_clients: usize) -> Option<Proxy> {
     Some(ready(child, dir, port, "stderr.log"))
 }
 
-/// tinyproxy's version, e.g. "1.11.1".
-pub fn tinyproxy_version() -> String {
-    Command::new("/usr/bin/tinyproxy")
+/// A peer's version, e.g. "5.7" for Squid or "1.11.1" for tinyproxy: the first word of
+/// what `BIN -v` prints that starts with a digit. Empty when it is not installed.
+pub fn version(bin: &str) -> String {
+    Command::new(bin)
         .arg("-v")
         .output()
         .ok()
         .and_then(|o| {
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            Some(text.split_whitespace().nth(1)?.to_string())
-        })
-        .unwrap_or_default()
-}
-
-/// Squid's version line, e.g. "5.7".
-pub fn squid_version() -> String {
-    Command::new("/usr/sbin/squid")
-        .arg("-v")
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            let first = text.lines().next()?.to_string();
-            Some(first.rsplit(' ').next()?.to_string())
+            let first = text.lines().next()?;
+            let word = first
+                .split_whitespace()
+                .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+            Some(word.to_string())
         })
         .unwrap_or_default()
 }

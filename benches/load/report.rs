@@ -155,30 +155,35 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
         share.map(|s| s >= G3PROXY_SHARE * 1.2),
         percent(share),
     );
-    let cpu_gb = lbo.and_then(|f| f.cpu_per_gb);
-    target(
-        "proxy CPU ≤ 0.25 s per GB",
-        cpu_gb.map(|c| c <= 0.25),
-        cell(cpu_gb, 2),
-    );
-    let per = lbo.and_then(|f| f.cpu_us_per_tunnel);
-    target(
-        "proxy CPU ≤ 60 µs per tunnel",
-        per.map(|c| c <= 60.0),
-        cell(per, 0),
-    );
-    let per_log = row("lbo-log").and_then(|f| f.cpu_us_per_tunnel);
-    target(
-        "proxy CPU ≤ 75 µs per tunnel, access log on",
-        per_log.map(|c| c <= 75.0),
-        cell(per_log, 0),
-    );
-    let rss = lbo.and_then(|f| f.rss_kib_per_idle);
-    target(
-        "≤ 4 KiB RSS per idle tunnel",
-        rss.map(|r| r <= 4.0),
-        cell(rss, 1),
-    );
+    let log = row("lbo-log");
+    for (what, figure, limit, decimals) in [
+        (
+            "proxy CPU ≤ 0.25 s per GB",
+            lbo.and_then(|f| f.cpu_per_gb),
+            0.25,
+            2,
+        ),
+        (
+            "proxy CPU ≤ 60 µs per tunnel",
+            lbo.and_then(|f| f.cpu_us_per_tunnel),
+            60.0,
+            0,
+        ),
+        (
+            "proxy CPU ≤ 75 µs per tunnel, access log on",
+            log.and_then(|f| f.cpu_us_per_tunnel),
+            75.0,
+            0,
+        ),
+        (
+            "≤ 4 KiB RSS per idle tunnel",
+            lbo.and_then(|f| f.rss_kib_per_idle),
+            4.0,
+            1,
+        ),
+    ] {
+        target(what, figure.map(|v| v <= limit), cell(figure, decimals));
+    }
     if let (Some(o), Some(t)) = (row("lbo-squid"), row("squid-squid")) {
         let higher_better = [(o.gbit, t.gbit), (o.tunnels_per_s, t.tunnels_per_s)];
         let lower_better = [
