@@ -180,17 +180,70 @@ mod tests {
     use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
     use tokio::net::{TcpListener, TcpStream};
 
-    use crate::stream::Prefixed;
+    use crate::stream::{Prefixed, ServerStream};
 
-    /// Limits with this idle timeout and no lifetime.
-    fn within(idle: Duration) -> Limits {
-        Limits {
-            idle,
-            lifetime: None,
+    impl Endpoint for DuplexStream {}
+
+    /// A relay under test: its two ends and its byte counts.
+    struct Tunnel<C, S> {
+        client: C,
+        server: S,
+        stats: RelayStats,
+    }
+
+    impl<C: Endpoint, S: Endpoint> Tunnel<C, S> {
+        fn new(client: C, server: S) -> Self {
+            Tunnel {
+                client,
+                server,
+                stats: RelayStats::default(),
+            }
+        }
+
+        /// Relays with `limits` and no stop signal.
+        async fn run(&mut self, limits: Limits) -> RelayEnd {
+            self.run_until(limits, std::future::pending()).await
+        }
+
+        async fn run_until(&mut self, limits: Limits, stop: impl Future<Output = ()>) -> RelayEnd {
+            let stop = pin!(stop);
+            relay(
+                &mut self.client,
+                &mut self.server,
+                limits,
+                &self.stats,
+                stop,
+            )
+            .await
+        }
+
+        /// Bytes moved (up, down).
+        fn bytes(&self) -> (u64, u64) {
+            (
+                self.stats.bytes_up.load(Ordering::Relaxed),
+                self.stats.bytes_down.load(Ordering::Relaxed),
+            )
         }
     }
 
-    impl Endpoint for DuplexStream {}
+    /// A tunnel between in-memory streams (the copy path), with the client's and the
+    /// server's far ends.
+    fn duplex_tunnel() -> (
+        Tunnel<DuplexStream, DuplexStream>,
+        DuplexStream,
+        DuplexStream,
+    ) {
+        let (client, client_peer) = duplex(1024);
+        let (server, server_peer) = duplex(1024);
+        (Tunnel::new(client, server), client_peer, server_peer)
+    }
+
+    /// A tunnel between loopback sockets (the splice path), with the far ends.
+    async fn socket_tunnel() -> (Tunnel<TcpStream, TcpStream>, TcpStream, TcpStream) {
+        let (client, client_peer) = tcp_pair().await;
+        let (server, server_peer) = tcp_pair().await;
+        (Tunnel::new(client, server), client_peer, server_peer)
+    }
 
     /// A connected pair of loopback sockets.
     async fn tcp_pair() -> (TcpStream, TcpStream) {
@@ -200,19 +253,17 @@ mod tests {
         (near.unwrap(), far.unwrap().0)
     }
 
+    /// Limits with this idle timeout and no lifetime.
+    fn within(idle: Duration) -> Limits {
+        Limits {
+            idle,
+            lifetime: None,
+        }
+    }
+
     #[tokio::test]
     async fn copies_both_ways_and_keeps_half_close() {
-        let (mut client, mut client_peer) = duplex(1024);
-        let (mut server, mut server_peer) = duplex(1024);
-        let stats = RelayStats::default();
-        let stop = pin!(std::future::pending::<()>());
-        let relay = relay(
-            &mut client,
-            &mut server,
-            within(Duration::from_secs(5)),
-            &stats,
-            stop,
-        );
+        let (mut tunnel, mut client_peer, mut server_peer) = duplex_tunnel();
         let peers = async {
             client_peer.write_all(b"hello").await.unwrap();
             client_peer.shutdown().await.unwrap();
@@ -226,42 +277,22 @@ mod tests {
             client_peer.read_to_end(&mut back).await.unwrap();
             assert_eq!(back, b"world!");
         };
-        let (end, ()) = tokio::join!(relay, peers);
+        let (end, ()) = tokio::join!(tunnel.run(within(Duration::from_secs(5))), peers);
         assert_eq!(end, RelayEnd::Finished);
-        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 5);
-        assert_eq!(stats.bytes_down.load(Ordering::Relaxed), 6);
+        assert_eq!(tunnel.bytes(), (5, 6));
     }
 
     #[tokio::test(start_paused = true)]
     async fn idle_tunnels_end() {
-        let (mut client, _client_peer) = duplex(1024);
-        let (mut server, _server_peer) = duplex(1024);
-        let stats = RelayStats::default();
-        let end = relay(
-            &mut client,
-            &mut server,
-            within(Duration::from_secs(30)),
-            &stats,
-            pin!(std::future::pending::<()>()),
-        )
-        .await;
+        let (mut tunnel, _client_peer, _server_peer) = duplex_tunnel();
+        let end = tunnel.run(within(Duration::from_secs(30))).await;
         assert_eq!(end, RelayEnd::IdleTimeout);
     }
 
     #[tokio::test(start_paused = true)]
     async fn activity_postpones_the_idle_timeout() {
-        let (mut client, mut client_peer) = duplex(1024);
-        let (mut server, mut server_peer) = duplex(1024);
-        let stats = RelayStats::default();
+        let (mut tunnel, mut client_peer, mut server_peer) = duplex_tunnel();
         let started = Instant::now();
-        let stop = pin!(std::future::pending::<()>());
-        let relay = relay(
-            &mut client,
-            &mut server,
-            within(Duration::from_secs(30)),
-            &stats,
-            stop,
-        );
         let chatter = async {
             for _ in 0..3 {
                 tokio::time::sleep(Duration::from_secs(20)).await;
@@ -270,22 +301,18 @@ mod tests {
                 server_peer.read_exact(&mut b).await.unwrap();
             }
         };
-        let (end, ()) = tokio::join!(relay, chatter);
+        let (end, ()) = tokio::join!(tunnel.run(within(Duration::from_secs(30))), chatter);
         assert_eq!(end, RelayEnd::IdleTimeout);
         assert!(started.elapsed() >= Duration::from_secs(90));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_tunnel_ends_at_its_lifetime() {
-        let (mut client, mut client_peer) = duplex(1024);
-        let (mut server, mut server_peer) = duplex(1024);
-        let stats = RelayStats::default();
+        let (mut tunnel, mut client_peer, mut server_peer) = duplex_tunnel();
         let limits = Limits {
             idle: Duration::from_secs(45),
             lifetime: Some(Duration::from_secs(100)),
         };
-        let stop = pin!(std::future::pending::<()>());
-        let relay = relay(&mut client, &mut server, limits, &stats, stop);
         let chatter = async {
             // Busy: a byte every 30 s (at 30, 60, 90), so the idle timeout never comes.
             loop {
@@ -300,35 +327,19 @@ mod tests {
             }
         };
         let end = tokio::select! {
-            end = relay => end,
+            end = tunnel.run(limits) => end,
             () = chatter => unreachable!("the relay ends first"),
         };
         assert_eq!(end, RelayEnd::Lifetime);
-        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 3);
-    }
-
-    #[tokio::test]
-    async fn sockets_end_at_their_lifetime() {
-        let limits = Limits {
-            idle: Duration::from_secs(3600),
-            lifetime: Some(Duration::from_millis(50)),
-        };
-        assert_eq!(silent_sockets(limits).await, RelayEnd::Lifetime);
+        assert_eq!(tunnel.bytes().0, 3);
     }
 
     #[tokio::test]
     async fn stop_ends_the_relay() {
-        let (mut client, _c) = duplex(1024);
-        let (mut server, _s) = duplex(1024);
-        let stats = RelayStats::default();
-        let end = relay(
-            &mut client,
-            &mut server,
-            within(Duration::from_secs(30)),
-            &stats,
-            pin!(async {}),
-        )
-        .await;
+        let (mut tunnel, _client_peer, _server_peer) = duplex_tunnel();
+        let end = tunnel
+            .run_until(within(Duration::from_secs(30)), async {})
+            .await;
         assert_eq!(end, RelayEnd::Shutdown);
     }
 
@@ -337,17 +348,8 @@ mod tests {
         let (client, mut client_peer) = tcp_pair().await;
         let (server, mut server_peer) = tcp_pair().await;
         // Bytes the proxy read ahead of the tunnel (a ClientHello) go to the server first.
-        let mut client = Prefixed::new(bytes::Bytes::from_static(b"early "), client);
-        let stats = RelayStats::default();
-        let mut server = crate::stream::ServerStream::Tcp(server);
-        let stop = pin!(std::future::pending::<()>());
-        let relay = relay(
-            &mut client,
-            &mut server,
-            within(Duration::from_secs(5)),
-            &stats,
-            stop,
-        );
+        let client = Prefixed::new(bytes::Bytes::from_static(b"early "), client);
+        let mut tunnel = Tunnel::new(client, ServerStream::Tcp(server));
         let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
         let peers = async {
             client_peer.write_all(&big).await.unwrap();
@@ -362,40 +364,31 @@ mod tests {
             client_peer.read_to_end(&mut back).await.unwrap();
             assert_eq!(back, b"world!");
         };
-        let (end, ()) = tokio::join!(relay, peers);
+        let (end, ()) = tokio::join!(tunnel.run(within(Duration::from_secs(5))), peers);
         assert_eq!(end, RelayEnd::Finished);
-        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 1_000_006);
-        assert_eq!(stats.bytes_down.load(Ordering::Relaxed), 6);
+        assert_eq!(tunnel.bytes(), (1_000_006, 6));
     }
 
     #[tokio::test]
     async fn idle_sockets_end() {
-        let end = silent_sockets(within(Duration::from_millis(50))).await;
+        let (mut tunnel, _client_peer, _server_peer) = socket_tunnel().await;
+        let end = tunnel.run(within(Duration::from_millis(50))).await;
         assert_eq!(end, RelayEnd::IdleTimeout);
     }
 
-    /// How a splice relay between two pairs of sockets where nobody speaks ends.
-    async fn silent_sockets(limits: Limits) -> RelayEnd {
-        let (mut client, _client_peer) = tcp_pair().await;
-        let (mut server, _server_peer) = tcp_pair().await;
-        let stats = RelayStats::default();
-        let stop = pin!(std::future::pending::<()>());
-        relay(&mut client, &mut server, limits, &stats, stop).await
+    #[tokio::test]
+    async fn sockets_end_at_their_lifetime() {
+        let (mut tunnel, _client_peer, _server_peer) = socket_tunnel().await;
+        let limits = Limits {
+            idle: Duration::from_secs(3600),
+            lifetime: Some(Duration::from_millis(50)),
+        };
+        assert_eq!(tunnel.run(limits).await, RelayEnd::Lifetime);
     }
 
     #[tokio::test]
     async fn a_reset_after_the_last_byte_counts_as_eof() {
-        let (mut client, client_peer) = tcp_pair().await;
-        let (mut server, mut server_peer) = tcp_pair().await;
-        let stats = RelayStats::default();
-        let stop = pin!(std::future::pending::<()>());
-        let relay = relay(
-            &mut client,
-            &mut server,
-            within(Duration::from_secs(5)),
-            &stats,
-            stop,
-        );
+        let (mut tunnel, client_peer, mut server_peer) = socket_tunnel().await;
         let peers = async {
             // Linger 0: closing sends a reset instead of a FIN.
             client_peer.set_zero_linger().unwrap();
@@ -405,7 +398,7 @@ mod tests {
             assert!(got.is_empty());
             drop(server_peer);
         };
-        let (end, ()) = tokio::join!(relay, peers);
+        let (end, ()) = tokio::join!(tunnel.run(within(Duration::from_secs(5))), peers);
         assert_eq!(end, RelayEnd::Finished);
     }
 }
