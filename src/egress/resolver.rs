@@ -12,6 +12,12 @@ use hickory_resolver::TokioResolver;
 
 use super::error::ConnectError;
 
+/// How long an answer of "no such name" or "no data" is kept at least, as Squid's
+/// `negative_dns_ttl`. Without a floor, a resolver that omits the SOA (RFC 2308) gets its
+/// negative answers not cached at all, and every connection to an IPv4-only name would
+/// cost an AAAA query.
+const NEGATIVE_TTL_FLOOR: Duration = Duration::from_secs(60);
+
 pub struct Resolver {
     inner: TokioResolver,
     timeout: Duration,
@@ -38,6 +44,7 @@ impl Resolver {
         opts.attempts = 2;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
+        opts.negative_min_ttl = Some(NEGATIVE_TTL_FLOOR);
         Ok(Resolver {
             inner: builder.build()?,
             timeout,
@@ -77,5 +84,67 @@ fn timed_out(e: &NetError) -> bool {
         NetError::Timeout => true,
         NetError::Io(io) => io.kind() == std::io::ErrorKind::TimedOut,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use hickory_proto::op::{Message, MessageType};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record, RecordType};
+    use tokio::net::UdpSocket;
+
+    use super::*;
+
+    /// A resolver on 127.0.0.1 that answers A with 127.0.0.1 and says "no data" to every
+    /// other type without an SOA, as some broken resolvers do; it counts the AAAA queries.
+    async fn no_soa_dns() -> (SocketAddr, Arc<AtomicUsize>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let aaaa = Arc::new(AtomicUsize::new(0));
+        let count = aaaa.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let query = Message::from_vec(&buf[..n]).unwrap();
+                let mut reply = Message::new(
+                    query.metadata.id,
+                    MessageType::Response,
+                    query.metadata.op_code,
+                );
+                reply.metadata.recursion_available = true;
+                for q in &query.queries {
+                    reply.add_query(q.clone());
+                    match q.query_type() {
+                        RecordType::A => {
+                            let a = RData::A(A::new(127, 0, 0, 1));
+                            reply.add_answer(Record::from_rdata(q.name().clone(), 3600, a));
+                        }
+                        RecordType::AAAA => {
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = socket.send_to(&reply.to_vec().unwrap(), from).await;
+            }
+        });
+        (addr, aaaa)
+    }
+
+    /// Without a floor, such an answer is not cached at all and every connection to an
+    /// IPv4-only name costs a query.
+    #[tokio::test]
+    async fn no_data_without_an_soa_is_cached() {
+        let (dns, aaaa) = no_soa_dns().await;
+        let resolver = Resolver::new(&[dns], Duration::from_secs(2)).unwrap();
+        for _ in 0..3 {
+            let ips = resolver.lookup("v4only.example").await.unwrap();
+            assert_eq!(ips, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        }
+        assert_eq!(aaaa.load(Ordering::SeqCst), 1);
     }
 }
