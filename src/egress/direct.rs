@@ -4,8 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinSet;
 
 use super::error::ConnectError;
 use super::guard::AddressGuard;
@@ -81,53 +81,39 @@ fn interleave(ips: Vec<IpAddr>) -> Vec<IpAddr> {
 }
 
 /// Starts one attempt, and another every `stagger` (or as soon as one fails), until one
-/// connects; the whole race is bounded by `timeout`.
+/// connects; the whole race is bounded by `timeout`. The attempts are polled here rather
+/// than spawned: the usual race has one runner, and a task per connect would be the
+/// costliest part of it.
 async fn race(
     addrs: &[SocketAddr],
     stagger: Duration,
     timeout: Duration,
     target: &Target,
 ) -> Result<(TcpStream, SocketAddr), ConnectError> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let attempt = |addr: SocketAddr| async move { (addr, TcpStream::connect(addr).await) };
     let mut pending = addrs.iter().copied();
-    let mut attempts = JoinSet::new();
+    let mut attempts: FuturesUnordered<_> = pending.next().map(attempt).into_iter().collect();
     let mut last_err: Option<(SocketAddr, std::io::Error)> = None;
-    let start = |set: &mut JoinSet<_>, addr: SocketAddr| {
-        set.spawn(async move { (addr, TcpStream::connect(addr).await) });
-    };
-    if let Some(first) = pending.next() {
-        start(&mut attempts, first);
-    }
-    loop {
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    while !attempts.is_empty() {
         let next_start = tokio::time::sleep(stagger);
         tokio::select! {
             biased;
-            done = attempts.join_next() => match done {
-                Some(Ok((addr, Ok(stream)))) => {
-                    attempts.abort_all();
+            Some((addr, result)) = attempts.next() => match result {
+                Ok(stream) => {
                     let _ = stream.set_nodelay(true);
                     return Ok((stream, addr));
                 }
-                Some(Ok((addr, Err(e)))) => {
+                Err(e) => {
                     last_err = Some((addr, e));
-                    match pending.next() {
-                        Some(a) => start(&mut attempts, a),
-                        None if attempts.is_empty() => break,
-                        None => {}
-                    }
+                    attempts.extend(pending.next().map(attempt));
                 }
-                Some(Err(_)) => {}
-                None => break,
             },
             _ = next_start, if pending.len() > 0 => {
-                if let Some(a) = pending.next() {
-                    start(&mut attempts, a);
-                }
+                attempts.extend(pending.next().map(attempt));
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                attempts.abort_all();
-                return Err(ConnectError::Timeout(target.to_string()));
-            }
+            _ = &mut deadline => return Err(ConnectError::Timeout(target.to_string())),
         }
     }
     Err(match last_err {
@@ -151,5 +137,43 @@ mod tests {
             .collect();
         let got: Vec<String> = interleave(ips).iter().map(|i| i.to_string()).collect();
         assert_eq!(got, ["::1", "1.1.1.1", "::2", "2.2.2.2", "::3"]);
+    }
+
+    /// A loopback port that refuses: bound, then closed again.
+    fn refusing_port() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    fn target() -> Target {
+        Target {
+            host: Host::Ip("127.0.0.1".parse().unwrap()),
+            port: 443,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_moves_the_race_on_at_once() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addrs = [refusing_port(), live.local_addr().unwrap()];
+        // A stagger longer than the test: only the refusal can start the second attempt.
+        let stagger = Duration::from_secs(30);
+        let (_, peer) = race(&addrs, stagger, Duration::from_secs(5), &target())
+            .await
+            .unwrap();
+        assert_eq!(peer, addrs[1]);
+    }
+
+    #[tokio::test]
+    async fn every_address_refused_names_the_last() {
+        let addrs = [refusing_port(), refusing_port()];
+        let stagger = Duration::from_millis(10);
+        match race(&addrs, stagger, Duration::from_secs(5), &target()).await {
+            Err(ConnectError::Refused { addr, .. }) => {
+                assert!(addrs.iter().any(|a| a.to_string() == addr), "{addr}");
+            }
+            Err(e) => panic!("expected a refusal, got {e}"),
+            Ok(_) => panic!("expected a refusal, got a connection"),
+        }
     }
 }
