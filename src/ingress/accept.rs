@@ -96,7 +96,6 @@ pub async fn serve<H, F>(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
         let task = handle(ctx.clone(), tcp, peer);
         ctx.tasks.spawn(Admitted { task, permit });
     }
