@@ -7,6 +7,7 @@
 //! - many idle tunnels (proxy RSS KiB per idle tunnel: the growth of VmRSS divided by
 //!   the number of tunnels).
 //!
+//! A bare relay (see `bare.rs`) runs the same workloads as the floor no proxy goes below.
 //! CPU and memory come from /proc of the proxy process (the first hop when chained).
 //! Each row is measured in the same run, so figures are read as ratios to the no-proxy
 //! row, and to Squid. Run `cargo bench --bench load` for the full run (medians of three).
@@ -14,8 +15,9 @@
 //!
 //! Environment: `LBO_BENCH_IDLE` (idle tunnels per row; default 10,000),
 //! `LBO_BENCH_MIB` (download size per run; default 2,048), `LBO_BENCH_ROWS` (a comma
-//! list of row ids: none, lbo, lbo-log, squid, tinyproxy, lbo-squid, squid-squid).
+//! list of row ids: none, bare, lbo, lbo-log, squid, tinyproxy, lbo-squid, squid-squid).
 
+mod bare;
 mod dns;
 mod origin;
 mod procfs;
@@ -49,8 +51,9 @@ impl Plan {
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok())
         };
-        let rows = std::env::var("LBO_BENCH_ROWS")
-            .unwrap_or_else(|_| "none,lbo,lbo-log,squid,tinyproxy,lbo-squid,squid-squid".into());
+        let rows = std::env::var("LBO_BENCH_ROWS").unwrap_or_else(|_| {
+            "none,bare,lbo,lbo-log,squid,tinyproxy,lbo-squid,squid-squid".into()
+        });
         Plan {
             full,
             runs: if full { 3 } else { 1 },
@@ -75,6 +78,15 @@ impl Plan {
 }
 
 fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("bare-relay") {
+        let port = args
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("bare-relay PORT");
+        bare::serve(port);
+        return;
+    }
     let full = std::env::args().any(|a| a == "--bench");
     let mut plan = Plan::new(full);
     let fds = raise_fd_limit();
@@ -122,6 +134,15 @@ async fn run(plan: &Plan) -> Vec<Row> {
     if plan.wants("none") {
         let figures = measure(plan, &origin, Via::Nothing, None).await;
         rows.push(Row::new("none", "no proxy (the limit)", figures));
+    }
+    if plan.wants("bare") {
+        let p = proxies::bare();
+        let figures = measure(plan, &origin, via(&p, ORIGIN_ADDRESS), Some(&p)).await;
+        rows.push(Row::new(
+            "bare",
+            "bare relay (the floor: no policy, one thread, user-space copy)",
+            figures,
+        ));
     }
     if plan.wants("lbo") {
         let p = lbo(false, None);
@@ -200,7 +221,7 @@ fn via(p: &Proxy, name: &'static str) -> Via {
 /// Runs the three workloads through `via`, reading CPU and memory of `proxy`.
 async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) -> Figures {
     let pid = proxy.map(|p| p.pid);
-    let cpu = || pid.map(procfs::cpu_seconds);
+    let cpu = || pid.map(procfs::cpu);
     let mut f = Figures::default();
 
     let mut gbits = Vec::new();
@@ -214,13 +235,14 @@ async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) 
     if let (Some(b), Some(a)) = (before, cpu()) {
         let gb = (gbits.len() as u64 * plan.download_bytes) as f64 / 1e9;
         if gb > 0.0 {
-            f.cpu_per_gb = Some((a - b) / gb);
+            f.cpu_per_gb = Some((a - b).total() / gb);
         }
     }
     f.gbit = median(gbits);
 
     let mut rates = Vec::new();
     let mut per_tunnel = Vec::new();
+    let mut user_per_tunnel = Vec::new();
     for _ in 0..plan.runs {
         let before = cpu();
         let r = workloads::short_tunnels(
@@ -237,12 +259,20 @@ async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) 
         if r.tunnels > 0 {
             rates.push(r.tunnels as f64 / r.elapsed.as_secs_f64());
             if let (Some(b), Some(a)) = (before, cpu()) {
-                per_tunnel.push((a - b) / r.tunnels as f64 * 1e6);
+                let used = a - b;
+                per_tunnel.push(used.total() / r.tunnels as f64 * 1e6);
+                user_per_tunnel.push(used.user / r.tunnels as f64 * 1e6);
             }
         }
     }
     f.tunnels_per_s = median(rates);
     f.cpu_us_per_tunnel = median(per_tunnel);
+    if let Some(user) = median(user_per_tunnel) {
+        // The rest is the kernel's: system calls, and the loopback TCP work they set off.
+        f.notes.push(format!(
+            "short tunnels: {user:.0} µs per tunnel in user space"
+        ));
+    }
 
     if let Some(pid) = pid {
         // The proxy has settled after the short tunnels: their sockets are closed.

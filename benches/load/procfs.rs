@@ -1,7 +1,29 @@
 //! What the kernel says about a process: CPU time and resident memory, from /proc.
 
-/// User + system CPU seconds of the whole process (all threads, exited ones included).
-pub fn cpu_seconds(pid: u32) -> f64 {
+/// CPU seconds of a whole process (all threads, exited ones included).
+#[derive(Clone, Copy)]
+pub struct Cpu {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl Cpu {
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
+}
+
+pub fn cpu(pid: u32) -> Cpu {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -15,7 +37,10 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(11) + ticks(12)) as f64 / hz
+    Cpu {
+        user: ticks(11) as f64 / hz,
+        system: ticks(12) as f64 / hz,
+    }
 }
 
 /// Resident set size in KiB.

@@ -1,5 +1,6 @@
 //! The proxies under test, each a child process on its own loopback port: lbo-proxy (the
-//! release binary cargo built with this bench) and Debian's Squid. Killed by PID on drop.
+//! release binary cargo built with this bench), the bare relay, Debian's Squid and
+//! tinyproxy. Killed by PID on drop.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -77,6 +78,19 @@ pub fn lbo(o: Lbo<'_>) -> Proxy {
         .stderr(log_file(d, "stderr.log"))
         .spawn()
         .expect("starting lbo-proxy");
+    ready(child, dir, port, "stderr.log")
+}
+
+/// The bare relay (`bare.rs`): this bench's own binary, started again.
+pub fn bare() -> Proxy {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let child = Command::new(std::env::current_exe().expect("the bench's own path"))
+        .args(["bare-relay", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log_file(dir.path(), "stderr.log"))
+        .spawn()
+        .expect("starting the bare relay");
     ready(child, dir, port, "stderr.log")
 }
 

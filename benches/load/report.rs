@@ -99,6 +99,7 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
     println!("\nratios");
     let base = row("none");
     for id in [
+        "bare",
         "lbo",
         "lbo-log",
         "squid",
@@ -116,6 +117,7 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
         }
     }
     for (ours, theirs) in [
+        ("lbo", "bare"),
         ("lbo", "squid"),
         ("lbo-log", "squid"),
         ("lbo", "tinyproxy"),
