@@ -48,9 +48,7 @@ impl Context {
         let log = if config.access_log == old.config.access_log {
             old.log.clone()
         } else {
-            AccessLog::start(&config.access_log)
-                .await
-                .context("opening the access log")?
+            AccessLog::start(&config.access_log).context("opening the access log")?
         };
         let admission = old.admission.clone();
         admission.set_limits(
@@ -207,9 +205,7 @@ impl Server {
             ),
             None => None,
         };
-        let log = AccessLog::start(&config.access_log)
-            .await
-            .context("opening the access log")?;
+        let log = AccessLog::start(&config.access_log).context("opening the access log")?;
         let direct = DirectConnector::new(&config.direct, &config.timeouts)
             .context("setting up the direct route's resolver")?;
         let parents = Arc::new(

@@ -1,5 +1,7 @@
 //! The access log: the auditor's proof of what broke out. Records go through a bounded
-//! queue to one writer task, so a slow disk or collector never stalls a tunnel; a record
+//! queue to one writer on its own thread, so a slow disk or collector never stalls a
+//! tunnel, and a line costs one wake-up and a buffered write, not a round trip through
+//! the blocking pool as async file I/O would; a record
 //! that does not fit is dropped, counted in `lbo_access_log_dropped_total`, and reported
 //! in the log itself once the writer has caught up.
 
@@ -18,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::config::{AccessLogConfig, AccessLogTarget};
 use crate::outcome::Outcome;
 
-/// What the writer task receives, in order.
+/// What the writer receives, in order.
 enum Entry {
     Record(Box<Outcome>),
     /// Everything queued before this is written out once the sender is answered.
@@ -69,17 +71,24 @@ impl Shared {
 }
 
 impl AccessLog {
-    /// Opens the sink and starts the writer; the task ends when every handle is gone.
+    /// Opens the sink and starts the writer; its thread ends when every handle is gone.
     /// A file that cannot be opened fails here, at start or reload; a collector that is
     /// down does not (its records wait in the queue).
-    pub async fn start(config: &AccessLogConfig) -> std::io::Result<AccessLog> {
+    pub fn start(config: &AccessLogConfig) -> std::io::Result<AccessLog> {
         let shared = Arc::new(Shared::default());
         let sink = match &config.target {
             AccessLogTarget::Off => return Ok(AccessLog { tx: None, shared }),
-            target => writer::Sink::open(target).await?,
+            target => writer::Sink::open(target)?,
         };
         let (tx, rx) = mpsc::channel(config.queue);
-        tokio::spawn(writer::run(rx, sink, shared.clone()));
+        // Timers and sockets for the syslog collector's retries and connections.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let writer_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || runtime.block_on(writer::run(rx, sink, writer_shared)))?;
         Ok(AccessLog {
             tx: Some(tx),
             shared,

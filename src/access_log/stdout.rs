@@ -1,7 +1,8 @@
 //! Standard output: under systemd the journal, which keeps the lines with the unit's
-//! other output (`journalctl -u lbo-proxy -o cat`).
+//! other output (`journalctl -u lbo-proxy -o cat`). Blocking writes, on the access log's
+//! own thread.
 
-use tokio::io::{AsyncWriteExt, BufWriter, Stdout};
+use std::io::{BufWriter, Stdout, Write};
 
 pub(super) struct StdoutSink {
     out: BufWriter<Stdout>,
@@ -10,16 +11,16 @@ pub(super) struct StdoutSink {
 impl StdoutSink {
     pub(super) fn new() -> StdoutSink {
         StdoutSink {
-            out: BufWriter::new(tokio::io::stdout()),
+            out: BufWriter::new(std::io::stdout()),
         }
     }
 
-    pub(super) async fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(line).await?;
-        self.out.write_all(b"\n").await
+    pub(super) fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(line)?;
+        self.out.write_all(b"\n")
     }
 
-    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush().await
+    pub(super) fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }

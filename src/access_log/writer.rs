@@ -1,5 +1,6 @@
 //! The writer task: takes records off the queue in order, turns each into one JSON line,
-//! and hands it to the sink; reports lost records once it has caught up.
+//! and hands it to the sink; reports lost records once it has caught up. It runs on the
+//! access log's own thread, so the file and stdout sinks write with plain blocking calls.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -23,10 +24,10 @@ pub(super) enum Sink {
 }
 
 impl Sink {
-    pub(super) async fn open(target: &AccessLogTarget) -> std::io::Result<Sink> {
+    pub(super) fn open(target: &AccessLogTarget) -> std::io::Result<Sink> {
         Ok(match target {
             AccessLogTarget::Stdout | AccessLogTarget::Off => Sink::Stdout(StdoutSink::new()),
-            AccessLogTarget::File(path) => Sink::File(FileSink::open(path.clone()).await?),
+            AccessLogTarget::File(path) => Sink::File(FileSink::open(path.clone())?),
             AccessLogTarget::Syslog(config) => Sink::Syslog(Collector::new(config.clone())),
         })
     }
@@ -34,24 +35,24 @@ impl Sink {
     /// Writes one line (without its newline).
     async fn write(&mut self, line: &[u8], severity: Severity) -> std::io::Result<()> {
         match self {
-            Sink::Stdout(s) => s.write(line).await,
-            Sink::File(f) => f.write(line).await,
+            Sink::Stdout(s) => s.write(line),
+            Sink::File(f) => f.write(line),
             Sink::Syslog(c) => c.send(line, severity).await,
         }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            Sink::Stdout(s) => s.flush().await,
-            Sink::File(f) => f.flush().await,
+            Sink::Stdout(s) => s.flush(),
+            Sink::File(f) => f.flush(),
             // Each record went out whole in `send`.
             Sink::Syslog(_) => Ok(()),
         }
     }
 
-    async fn reopen(&mut self) {
+    fn reopen(&mut self) {
         if let Sink::File(f) = self {
-            f.reopen().await;
+            f.reopen();
         }
     }
 }
@@ -74,7 +75,7 @@ pub(super) async fn run(mut rx: mpsc::Receiver<Entry>, mut sink: Sink, shared: A
         let entry = tokio::select! {
             biased;
             _ = shared.reopen.notified() => {
-                sink.reopen().await;
+                sink.reopen();
                 continue;
             }
             entry = rx.recv() => match entry {
