@@ -52,7 +52,7 @@ async fn tunnel(mut client: TcpStream) -> io::Result<()> {
 }
 
 /// The port of `CONNECT host:port HTTP/1.1`.
-fn connect_port(head: &[u8]) -> Option<u16> {
+pub fn connect_port(head: &[u8]) -> Option<u16> {
     let line = std::str::from_utf8(head).ok()?.lines().next()?;
     let mut words = line.split(' ');
     if words.next()? != "CONNECT" {

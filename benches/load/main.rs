@@ -7,7 +7,8 @@
 //! - many idle tunnels (proxy RSS KiB per idle tunnel: the growth of VmRSS divided by
 //!   the number of tunnels).
 //!
-//! A bare relay (see `bare.rs`) runs the same workloads as the floor no proxy goes below.
+//! A bare relay (see `bare.rs`) runs the same workloads as the floor no proxy goes below,
+//! and a bare splice relay (`bare_splice.rs`) as the most a splice relay moves here.
 //! CPU and memory come from /proc of the proxy process (the first hop when chained).
 //! Each row is measured in the same run, so figures are read as ratios to the no-proxy
 //! row, and to Squid. Run `cargo bench --bench load` for the full run (medians of three).
@@ -15,9 +16,12 @@
 //!
 //! Environment: `LBO_BENCH_IDLE` (idle tunnels per row; default 10,000),
 //! `LBO_BENCH_MIB` (download size per run; default 2,048), `LBO_BENCH_ROWS` (a comma
-//! list of row ids: none, bare, lbo, lbo-log, squid, tinyproxy, lbo-squid, squid-squid).
+//! list of row ids: none, bare, splice, lbo, lbo-log, squid, tinyproxy, lbo-squid,
+//! squid-squid),
+//! `LBO_BENCH_WORKLOADS` (a comma list of download, short, idle; default all three).
 
 mod bare;
+mod bare_splice;
 mod dns;
 mod origin;
 mod procfs;
@@ -42,6 +46,7 @@ pub struct Plan {
     pub in_flight: usize,
     pub idle: usize,
     rows: Vec<String>,
+    workloads: Vec<String>,
 }
 
 impl Plan {
@@ -51,9 +56,13 @@ impl Plan {
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok())
         };
-        let rows = std::env::var("LBO_BENCH_ROWS").unwrap_or_else(|_| {
-            "none,bare,lbo,lbo-log,squid,tinyproxy,lbo-squid,squid-squid".into()
-        });
+        let list = |key: &str, all: &str| -> Vec<String> {
+            std::env::var(key)
+                .unwrap_or_else(|_| all.into())
+                .split(',')
+                .map(|r| r.trim().to_string())
+                .collect()
+        };
         Plan {
             full,
             runs: if full { 3 } else { 1 },
@@ -68,24 +77,31 @@ impl Plan {
             rate_max: if full { 200_000 } else { 300 },
             in_flight: 32,
             idle: env("LBO_BENCH_IDLE").unwrap_or(if full { 10_000 } else { 100 }),
-            rows: rows.split(',').map(|r| r.trim().to_string()).collect(),
+            rows: list(
+                "LBO_BENCH_ROWS",
+                "none,bare,splice,lbo,lbo-log,squid,tinyproxy,lbo-squid,squid-squid",
+            ),
+            workloads: list("LBO_BENCH_WORKLOADS", "download,short,idle"),
         }
     }
 
     fn wants(&self, row: &str) -> bool {
         self.rows.iter().any(|r| r == row)
     }
+
+    pub fn runs_workload(&self, workload: &str) -> bool {
+        self.workloads.iter().any(|w| w == workload)
+    }
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("bare-relay") {
-        let port = args
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("bare-relay PORT");
-        bare::serve(port);
-        return;
+    let mode = args.next();
+    let mut port = || args.next().and_then(|p| p.parse().ok()).expect("a port");
+    match mode.as_deref() {
+        Some(proxies::BARE_RELAY) => return bare::serve(port()),
+        Some(proxies::BARE_SPLICE) => return bare_splice::serve(port()),
+        _ => {}
     }
     let full = std::env::args().any(|a| a == "--bench");
     let mut plan = Plan::new(full);
@@ -136,11 +152,20 @@ async fn run(plan: &Plan) -> Vec<Row> {
         rows.push(Row::new("none", "no proxy (the limit)", figures));
     }
     if plan.wants("bare") {
-        let p = proxies::bare();
+        let p = proxies::bare(proxies::BARE_RELAY);
         let figures = measure(plan, &origin, via(&p, ORIGIN_ADDRESS), Some(&p)).await;
         rows.push(Row::new(
             "bare",
             "bare relay (the floor: no policy, one thread, user-space copy)",
+            figures,
+        ));
+    }
+    if plan.wants("splice") {
+        let p = proxies::bare(proxies::BARE_SPLICE);
+        let figures = measure(plan, &origin, via(&p, ORIGIN_ADDRESS), Some(&p)).await;
+        rows.push(Row::new(
+            "splice",
+            "bare splice relay (nothing but blocking splice, a thread per direction)",
             figures,
         ));
     }
@@ -226,7 +251,12 @@ async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) 
 
     let mut gbits = Vec::new();
     let before = cpu();
-    for _ in 0..plan.runs {
+    let downloads = if plan.runs_workload("download") {
+        plan.runs
+    } else {
+        0
+    };
+    for _ in 0..downloads {
         match workloads::download(via, origin.source_port, plan.download_bytes).await {
             Ok(t) => gbits.push(plan.download_bytes as f64 * 8.0 / t.as_secs_f64() / 1e9),
             Err(e) => f.notes.push(format!("download failed: {e}")),
@@ -243,7 +273,12 @@ async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) 
     let mut rates = Vec::new();
     let mut per_tunnel = Vec::new();
     let mut user_per_tunnel = Vec::new();
-    for _ in 0..plan.runs {
+    let short_runs = if plan.runs_workload("short") {
+        plan.runs
+    } else {
+        0
+    };
+    for _ in 0..short_runs {
         let before = cpu();
         let r = workloads::short_tunnels(
             via,
@@ -274,7 +309,7 @@ async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) 
         ));
     }
 
-    if let Some(pid) = pid {
+    if let (Some(pid), true) = (pid, plan.runs_workload("idle")) {
         // The proxy has settled after the short tunnels: their sockets are closed.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_before = procfs::rss_kib(pid);
@@ -286,6 +321,7 @@ async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) 
                 let rss = procfs::rss_kib(pid);
                 let n = held.len() as f64;
                 f.rss_kib_per_idle = Some(rss.saturating_sub(rss_before) as f64 / n);
+                f.idle_held = Some((held.len(), rss));
                 f.notes.push(format!(
                     "{} idle tunnels: proxy RSS {} → {} MiB; box: TCP buffers +{} MiB, \
                      kernel slab +{} MiB (client, proxy and origin sockets)",

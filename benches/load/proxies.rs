@@ -81,12 +81,17 @@ pub fn lbo(o: Lbo<'_>) -> Proxy {
     ready(child, dir, port, "stderr.log")
 }
 
-/// The bare relay (`bare.rs`): this bench's own binary, started again.
-pub fn bare() -> Proxy {
+/// The first argument that starts this bench's binary as the bare relay (`bare.rs`).
+pub const BARE_RELAY: &str = "bare-relay";
+/// The same for the bare splice relay (`bare_splice.rs`).
+pub const BARE_SPLICE: &str = "bare-splice";
+
+/// A bare relay, `mode` one of the two above: this bench's own binary, started again.
+pub fn bare(mode: &str) -> Proxy {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let child = Command::new(std::env::current_exe().expect("the bench's own path"))
-        .args(["bare-relay", &port.to_string()])
+        .args([mode, &port.to_string()])
         .stdout(Stdio::null())
         .stderr(log_file(dir.path(), "stderr.log"))
         .spawn()

@@ -13,6 +13,8 @@ pub struct Figures {
     pub tunnels_per_s: Option<f64>,
     pub cpu_us_per_tunnel: Option<f64>,
     pub rss_kib_per_idle: Option<f64>,
+    /// Idle tunnels held, and the proxy's whole RSS in KiB while it held them.
+    pub idle_held: Option<(usize, u64)>,
     /// Failures and absolute memory, printed under the table.
     pub notes: Vec<String>,
 }
@@ -61,14 +63,25 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
     };
     println!("\nlbo-proxy load benchmark: {kind}");
     println!("machine: {}", crate::procfs::machine());
+    let mut workloads = Vec::new();
+    if plan.runs_workload("download") {
+        workloads.push(format!(
+            "{} MiB through 1 tunnel per run",
+            plan.download_bytes / (1024 * 1024)
+        ));
+    }
+    if plan.runs_workload("short") {
+        workloads.push(format!(
+            "short tunnels {} in flight for {:?} (at most {})",
+            plan.in_flight, plan.rate_length, plan.rate_max
+        ));
+    }
+    if plan.runs_workload("idle") {
+        workloads.push(format!("{} idle tunnels per proxy", plan.idle));
+    }
     println!(
-        "workloads: {} MiB through 1 tunnel per run; short tunnels {} in flight for {:?} \
-         (at most {}); {} idle tunnels per proxy; open-file limit {fd_limit}",
-        plan.download_bytes / (1024 * 1024),
-        plan.in_flight,
-        plan.rate_length,
-        plan.rate_max,
-        plan.idle
+        "workloads: {}; open-file limit {fd_limit}",
+        workloads.join("; ")
     );
     println!("CPU and RSS are the proxy process's (the first hop when chained), from /proc.\n");
     println!(
@@ -100,6 +113,7 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
     let base = row("none");
     for id in [
         "bare",
+        "splice",
         "lbo",
         "lbo-log",
         "squid",
@@ -118,6 +132,7 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
     }
     for (ours, theirs) in [
         ("lbo", "bare"),
+        ("lbo", "splice"),
         ("lbo", "squid"),
         ("lbo-log", "squid"),
         ("lbo", "tinyproxy"),
@@ -186,6 +201,14 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
     ] {
         target(what, figure.map(|v| v <= limit), cell(figure, decimals));
     }
+    let idle = lbo.and_then(|f| f.idle_held);
+    target(
+        "100,000 concurrent idle tunnels held in < 1 GiB of proxy RSS",
+        idle.and_then(|(held, rss)| (held >= 100_000).then_some(rss < 1024 * 1024)),
+        idle.map_or("–".into(), |(held, rss)| {
+            format!("{} tunnels, {} MiB", thousands(held as u64), rss / 1024)
+        }),
+    );
     if let (Some(o), Some(t)) = (row("lbo-squid"), row("squid-squid")) {
         let higher_better = [(o.gbit, t.gbit), (o.tunnels_per_s, t.tunnels_per_s)];
         let lower_better = [
