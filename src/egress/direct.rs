@@ -2,6 +2,7 @@
 //! the guard refuses, then race IPv6 and IPv4 (happy eyeballs, RFC 8305).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -40,7 +41,7 @@ impl DirectConnector {
 
     pub async fn connect(&self, target: &Target) -> Result<Connected, ConnectError> {
         let (candidates, dns_time) = match &target.host {
-            Host::Ip(ip) => (vec![*ip], None),
+            Host::Ip(ip) => (Arc::from([*ip]), None),
             Host::Name(name) => {
                 let started = Instant::now();
                 let ips = self.resolver.lookup(name).await?;
@@ -48,7 +49,8 @@ impl DirectConnector {
             }
         };
         let allowed: Vec<IpAddr> = candidates
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|ip| self.guard.allows(*ip))
             .collect();
         if allowed.is_empty() {

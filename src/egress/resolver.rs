@@ -1,9 +1,16 @@
 //! DNS for the direct route: the LBO line's own resolvers (or the system's), cached.
 //! A lookup is bounded twice: each query by `timeouts.dns` (tried twice), the whole
 //! lookup by three times that; running out of either is a `dns_timeout`, never a wait.
+//!
+//! In front of the resolver's own cache sits a small table of recent answers
+//! ([`Answers`]): at 9:00 thousands of tunnels a second go to the same few sign-in and
+//! mail names, and a hit there is one hash lookup, where the resolver's cache parses the
+//! name and runs an A and an AAAA query through its cache.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -18,9 +25,18 @@ use super::error::ConnectError;
 /// cost an AAAA query.
 const NEGATIVE_TTL_FLOOR: Duration = Duration::from_secs(60);
 
+/// Longest an answer is kept in [`Answers`], whatever its TTL: an A answer may have come
+/// with "no data" for AAAA, which the resolver keeps for [`NEGATIVE_TTL_FLOOR`] and then
+/// asks again; this table must not keep the family out for longer.
+const ANSWER_TTL_CAP: Duration = NEGATIVE_TTL_FLOOR;
+/// Names kept in [`Answers`]. A wildcard rule lets clients ask for many names; when the
+/// table is full, expired answers go, and if none has, all of them.
+const MAX_ANSWERS: usize = 10_000;
+
 pub struct Resolver {
     inner: TokioResolver,
     timeout: Duration,
+    answers: Answers,
 }
 
 impl Resolver {
@@ -48,11 +64,15 @@ impl Resolver {
         Ok(Resolver {
             inner: builder.build()?,
             timeout,
+            answers: Answers::default(),
         })
     }
 
     /// Every address of `name` (A and AAAA), or why there is none.
-    pub async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, ConnectError> {
+    pub async fn lookup(&self, name: &str) -> Result<Arc<[IpAddr]>, ConnectError> {
+        if let Some(ips) = self.answers.get(name, Instant::now()) {
+            return Ok(ips);
+        }
         // The trailing dot makes the name absolute: no search domains are tried.
         let fqdn = format!("{name}.");
         let deadline = self.timeout * 3;
@@ -64,17 +84,56 @@ impl Resolver {
                 detail: e.to_string(),
             }),
             Ok(Ok(found)) => {
-                let ips: Vec<IpAddr> = found.iter().collect();
+                let ips: Arc<[IpAddr]> = found.iter().collect();
                 if ips.is_empty() {
                     Err(ConnectError::DnsFailed {
                         name: name.to_string(),
                         detail: "no addresses".into(),
                     })
                 } else {
+                    let until = found.valid_until();
+                    self.answers.put(name, ips.clone(), until, Instant::now());
                     Ok(ips)
                 }
             }
         }
+    }
+}
+
+/// Recent positive answers by name, each until its TTL runs out (at most
+/// [`ANSWER_TTL_CAP`]). Only the resolver's answers go in; failures are not kept here.
+#[derive(Default)]
+struct Answers {
+    table: RwLock<HashMap<Box<str>, Answer>>,
+}
+
+struct Answer {
+    ips: Arc<[IpAddr]>,
+    until: Instant,
+}
+
+impl Answers {
+    fn get(&self, name: &str, now: Instant) -> Option<Arc<[IpAddr]>> {
+        let table = self.table.read().ok()?;
+        let answer = table.get(name)?;
+        (answer.until > now).then(|| answer.ips.clone())
+    }
+
+    fn put(&self, name: &str, ips: Arc<[IpAddr]>, until: Instant, now: Instant) {
+        let until = until.min(now + ANSWER_TTL_CAP);
+        if until <= now {
+            return;
+        }
+        let Ok(mut table) = self.table.write() else {
+            return;
+        };
+        if table.len() >= MAX_ANSWERS && !table.contains_key(name) {
+            table.retain(|_, a| a.until > now);
+            if table.len() >= MAX_ANSWERS {
+                table.clear();
+            }
+        }
+        table.insert(name.into(), Answer { ips, until });
     }
 }
 
@@ -135,6 +194,69 @@ mod tests {
         (addr, aaaa)
     }
 
+    fn ips(list: &[&str]) -> Arc<[IpAddr]> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_answer_is_kept_until_its_ttl_and_no_longer_than_the_cap() {
+        let answers = Answers::default();
+        let now = Instant::now();
+        answers.put(
+            "a.example",
+            ips(&["192.0.2.1"]),
+            now + Duration::from_secs(30),
+            now,
+        );
+        answers.put(
+            "b.example",
+            ips(&["192.0.2.2"]),
+            now + Duration::from_secs(86_400),
+            now,
+        );
+        let at = |s| now + Duration::from_secs(s);
+        assert_eq!(answers.get("a.example", at(29)), Some(ips(&["192.0.2.1"])));
+        assert_eq!(answers.get("a.example", at(30)), None);
+        assert_eq!(answers.get("b.example", at(59)), Some(ips(&["192.0.2.2"])));
+        assert_eq!(answers.get("b.example", at(60)), None);
+        // Names are kept as given: the caller normalises them (lower case, no final dot).
+        assert_eq!(answers.get("A.example", at(1)), None);
+        assert_eq!(answers.get("a.example.", at(1)), None);
+        assert_eq!(answers.get("c.example", at(1)), None);
+    }
+
+    #[test]
+    fn an_answer_with_no_ttl_left_is_not_kept() {
+        let answers = Answers::default();
+        let now = Instant::now();
+        answers.put("a.example", ips(&["192.0.2.1"]), now, now);
+        assert_eq!(answers.get("a.example", now), None);
+    }
+
+    #[test]
+    fn a_full_table_drops_expired_answers_then_everything() {
+        let answers = Answers::default();
+        let now = Instant::now();
+        let short = now + Duration::from_secs(1);
+        let long = now + Duration::from_secs(50);
+        for i in 0..MAX_ANSWERS {
+            let until = if i % 2 == 0 { short } else { long };
+            answers.put(&format!("n{i}.example"), ips(&["192.0.2.1"]), until, now);
+        }
+        let later = now + Duration::from_secs(2);
+        answers.put("new.example", ips(&["192.0.2.9"]), long, later);
+        let len = answers.table.read().unwrap().len();
+        assert_eq!(len, MAX_ANSWERS / 2 + 1);
+        assert_eq!(answers.get("n1.example", later), Some(ips(&["192.0.2.1"])));
+        // Full of live answers: the table starts again rather than grow.
+        for i in 0..MAX_ANSWERS {
+            answers.put(&format!("m{i}.example"), ips(&["192.0.2.1"]), long, later);
+        }
+        assert!(answers.table.read().unwrap().len() <= MAX_ANSWERS);
+        let last = format!("m{}.example", MAX_ANSWERS - 1);
+        assert_eq!(answers.get(&last, later), Some(ips(&["192.0.2.1"])));
+    }
+
     /// Without a floor, such an answer is not cached at all and every connection to an
     /// IPv4-only name costs a query.
     #[tokio::test]
@@ -143,7 +265,7 @@ mod tests {
         let resolver = Resolver::new(&[dns], Duration::from_secs(2)).unwrap();
         for _ in 0..3 {
             let ips = resolver.lookup("v4only.example").await.unwrap();
-            assert_eq!(ips, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+            assert_eq!(*ips, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
         }
         assert_eq!(aaaa.load(Ordering::SeqCst), 1);
     }
