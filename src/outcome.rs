@@ -158,12 +158,14 @@ pub enum TargetSource {
     Host,
 }
 
-/// The access-log record.
+/// The access-log record. The time and addresses are kept as values and written out as
+/// text only by the access-log writer, off the connection's path.
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub time: String,
+    #[serde(serialize_with = "as_rfc3339")]
+    pub time: SystemTime,
     pub listener: &'static str,
-    pub client: String,
+    pub client: IpAddr,
     pub segment: Option<Arc<str>>,
     pub profile: Option<Arc<str>>,
     pub method: Option<String>,
@@ -198,7 +200,6 @@ pub struct Outcome {
 /// Fills in and finally writes one [`Outcome`].
 pub struct Recorder {
     outcome: Outcome,
-    client: IpAddr,
     started: Instant,
     log: AccessLog,
 }
@@ -207,19 +208,18 @@ impl Recorder {
     pub fn new(log: &AccessLog, listener: &'static str, client: SocketAddr) -> Recorder {
         Recorder {
             outcome: Outcome {
-                time: rfc3339(SystemTime::now()),
+                time: SystemTime::now(),
                 listener,
-                client: client.ip().to_string(),
+                client: client.ip(),
                 ..Outcome::default()
             },
-            client: client.ip(),
             started: Instant::now(),
             log: log.clone(),
         }
     }
 
     pub fn client(&self) -> IpAddr {
-        self.client
+        self.outcome.client
     }
 
     pub fn get(&mut self) -> &mut Outcome {
@@ -263,9 +263,9 @@ impl Drop for Recorder {
 impl Default for Outcome {
     fn default() -> Outcome {
         Outcome {
-            time: String::new(),
+            time: SystemTime::UNIX_EPOCH,
             listener: "",
-            client: String::new(),
+            client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             segment: None,
             profile: None,
             method: None,
@@ -296,24 +296,41 @@ impl Default for Outcome {
 
 /// RFC 3339 UTC time with milliseconds, without a date-time dependency.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
-        d.subsec_millis()
-    )
+    Rfc3339(t).to_string()
+}
+
+fn as_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&Rfc3339(*t))
+}
+
+/// Formats as [`rfc3339`] straight into the writer: no string of its own.
+struct Rfc3339(SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self
+            .0
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = d.as_secs();
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+            d.subsec_millis()
+        )
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +344,19 @@ mod tests {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    /// The record keeps its time and client as values; the log line has them as text.
+    #[test]
+    fn the_record_writes_time_and_client_as_text() {
+        let o = Outcome {
+            time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_435_200_123),
+            client: "2001:db8::7".parse().unwrap(),
+            ..Outcome::default()
+        };
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["time"], "2026-11-23T12:00:00.123Z");
+        assert_eq!(v["client"], "2001:db8::7");
     }
 
     #[test]

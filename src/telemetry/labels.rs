@@ -94,7 +94,7 @@ mod tests {
     fn outcome(reason: CloseReason) -> Outcome {
         Outcome {
             listener: "explicit",
-            client: "192.0.2.1".into(),
+            client: "192.0.2.1".parse().unwrap(),
             reason,
             ..Outcome::default()
         }

@@ -344,9 +344,9 @@ mod tests {
 
     fn outcome() -> Outcome {
         Outcome {
-            time: String::new(),
+            time: SystemTime::UNIX_EPOCH,
             listener: "explicit",
-            client: "192.0.2.7".into(),
+            client: "192.0.2.7".parse().unwrap(),
             segment: Some(Arc::from("honcho")),
             profile: Some(Arc::from("case2")),
             method: Some("CONNECT".into()),
