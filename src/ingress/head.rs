@@ -39,9 +39,15 @@ pub enum HeadError {
 }
 
 pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Head<'_>, HeadError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
-    let status = match req.parse(buf) {
+    if buf.is_empty() {
+        return Ok(Head::Partial);
+    }
+    // Room for every header the limit allows, left uninitialised: the parser writes
+    // only the ones it finds.
+    let mut headers: Vec<httparse::Header<'_>> = Vec::with_capacity(limits.max_headers);
+    let mut req = httparse::Request::new(&mut []);
+    let room = &mut headers.spare_capacity_mut()[..limits.max_headers];
+    let status = match req.parse_with_uninit_headers(buf, room) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HeadError::TooManyHeaders(limits.max_headers))
