@@ -176,7 +176,7 @@ pub struct Outcome {
     pub rule: Option<Arc<str>>,
     pub decision: Option<Reason>,
     pub parent: Option<Arc<str>>,
-    pub server: Option<String>,
+    pub server: Option<SocketAddr>,
     pub status: Option<u16>,
     pub bytes_up: u64,
     pub bytes_down: u64,

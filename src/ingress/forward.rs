@@ -118,7 +118,7 @@ type IdleHop = Arc<tokio::sync::Mutex<Option<KeptHop>>>;
 struct KeptHop {
     key: String,
     sender: SendRequest<CountingBody>,
-    server: Option<String>,
+    server: Option<std::net::SocketAddr>,
     parent: Option<Arc<str>>,
     parent_auth: Option<String>,
 }
@@ -216,7 +216,7 @@ async fn handle(
     };
     let hop = match reusable {
         Some(k) => {
-            rec.get().server = k.server.clone();
+            rec.get().server = k.server;
             rec.get().parent = k.parent.clone();
             Hop::Kept(k)
         }
@@ -332,7 +332,7 @@ async fn send(
             KeptHop {
                 key,
                 sender,
-                server: rec.get().server.clone(),
+                server: rec.get().server,
                 parent: rec.get().parent.clone(),
                 parent_auth,
             }

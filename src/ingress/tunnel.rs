@@ -95,7 +95,7 @@ pub async fn connect(
             return Err(Refusal::Decision(d.clone()));
         }
         Route::Direct => ctx.direct.connect(target).await.map(|c| {
-            rec.get().server = Some(c.peer.to_string());
+            rec.get().server = Some(c.peer);
             rec.get().dns_ms = c.dns_time.map(millis);
             NextHop {
                 stream: ServerStream::Tcp(c.stream),

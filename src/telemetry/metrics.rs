@@ -357,7 +357,7 @@ mod tests {
             rule: None,
             decision: Some(Reason::Allowlisted),
             parent: None,
-            server: Some("192.0.2.80:443".into()),
+            server: Some("192.0.2.80:443".parse().unwrap()),
             status: Some(200),
             bytes_up: 100,
             bytes_down: 2000,
