@@ -92,6 +92,20 @@ async fn race(
     timeout: Duration,
     target: &Target,
 ) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    if let [addr] = *addrs {
+        // One address, nothing to race: no attempt set and no stagger timer.
+        return match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok((stream, addr))
+            }
+            Ok(Err(source)) => Err(ConnectError::Refused {
+                addr: addr.to_string(),
+                source,
+            }),
+            Err(_) => Err(ConnectError::Timeout(target.to_string())),
+        };
+    }
     let attempt = |addr: SocketAddr| async move { (addr, TcpStream::connect(addr).await) };
     let mut pending = addrs.iter().copied();
     let mut attempts: FuturesUnordered<_> = pending.next().map(attempt).into_iter().collect();
@@ -164,6 +178,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(peer, addrs[1]);
+    }
+
+    #[tokio::test]
+    async fn one_address_connects_or_is_refused_without_a_race() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = live.local_addr().unwrap();
+        let (stream, peer) = race(
+            &[addr],
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            &target(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(peer, addr);
+        assert!(stream.nodelay().unwrap());
+        let refusing = refusing_port();
+        match race(
+            &[refusing],
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            &target(),
+        )
+        .await
+        {
+            Err(ConnectError::Refused { addr, .. }) => assert_eq!(addr, refusing.to_string()),
+            Err(e) => panic!("expected a refusal, got {e}"),
+            Ok(_) => panic!("expected a refusal, got a connection"),
+        }
     }
 
     #[tokio::test]
