@@ -18,7 +18,9 @@
 //! `LBO_BENCH_MIB` (download size per run; default 2,048), `LBO_BENCH_ROWS` (a comma
 //! list of row ids: none, bare, splice, lbo, lbo-log, squid, tinyproxy, lbo-squid,
 //! squid-squid),
-//! `LBO_BENCH_WORKLOADS` (a comma list of download, short, idle; default all three).
+//! `LBO_BENCH_WORKLOADS` (a comma list of download, short, idle; default all three),
+//! `LBO_BENCH_CALLGRIND` (set: lbo-proxy runs under callgrind, and its instructions per
+//! short tunnel are printed; use it with `LBO_BENCH_WORKLOADS=short`).
 
 mod bare;
 mod bare_splice;
@@ -171,7 +173,15 @@ async fn run(plan: &Plan) -> Vec<Row> {
     }
     if plan.wants("lbo") {
         let p = lbo(false, None);
-        let figures = measure(plan, &origin, via(&p, DIRECT_NAME), Some(&p)).await;
+        let mut figures = measure(plan, &origin, via(&p, DIRECT_NAME), Some(&p)).await;
+        let tunnels = figures.short_tunnels;
+        if let Some(ir) = tokio::task::block_in_place(|| p.instructions()) {
+            figures.notes.push(format!(
+                "callgrind: {ir} instructions in user space, start-up included, for {tunnels} \
+                 short tunnels: {} a tunnel",
+                ir / tunnels.max(1) as u64
+            ));
+        }
         rows.push(Row::new("lbo", "lbo-proxy", figures));
     }
     if plan.wants("lbo-log") {
@@ -291,6 +301,7 @@ async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) 
         if r.failures > 0 {
             f.notes.push(format!("{} short tunnels failed", r.failures));
         }
+        f.short_tunnels += r.tunnels;
         if r.tunnels > 0 {
             rates.push(r.tunnels as f64 / r.elapsed.as_secs_f64());
             if let (Some(b), Some(a)) = (before, cpu()) {

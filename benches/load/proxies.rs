@@ -26,6 +26,12 @@ impl Drop for Proxy {
     }
 }
 
+/// Set (to anything) to run lbo-proxy under `valgrind --tool=callgrind` and count the
+/// instructions it runs in user space: a figure that, unlike CPU time, does not move with
+/// what else the machine is doing, so a change of a few per cent shows.
+pub const CALLGRIND: &str = "LBO_BENCH_CALLGRIND";
+const CALLGRIND_OUT: &str = "callgrind.out";
+
 /// How lbo-proxy is set up for one row.
 pub struct Lbo<'a> {
     pub dns: SocketAddr,
@@ -70,7 +76,17 @@ pub fn lbo(o: Lbo<'_>) -> Proxy {
     );
     let path = d.join("lbo-proxy.toml");
     std::fs::write(&path, config).expect("writing the config");
-    let child = Command::new(env!("CARGO_BIN_EXE_lbo-proxy"))
+    let mut command = if std::env::var_os(CALLGRIND).is_some() {
+        let mut valgrind = Command::new("valgrind");
+        valgrind
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={CALLGRIND_OUT}"))
+            .arg(env!("CARGO_BIN_EXE_lbo-proxy"));
+        valgrind
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_lbo-proxy"))
+    };
+    let child = command
         .current_dir(d)
         .args(["run", "--config"])
         .arg(&path)
@@ -253,6 +269,28 @@ fn ready(mut child: Child, dir: tempfile::TempDir, port: u16, log: &str) -> Prox
 }
 
 impl Proxy {
+    /// Under callgrind: stops the proxy the way systemd does (SIGTERM, then it drains and
+    /// exits, which is when callgrind writes its counts) and returns the instructions it
+    /// ran, start-up included. `None` when not under callgrind.
+    pub fn instructions(mut self) -> Option<u64> {
+        let out = self.dir.path().join(CALLGRIND_OUT);
+        std::env::var_os(CALLGRIND)?;
+        // SAFETY: signals our own child, by the PID we started it with.
+        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::read_to_string(out)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("totals: "))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Lines of the access log written so far (lbo-proxy with logging on).
     pub fn access_lines(&self) -> usize {
         std::fs::read_to_string(self.dir.path().join("access.log")).map_or(0, |s| s.lines().count())

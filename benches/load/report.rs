@@ -13,6 +13,8 @@ pub struct Figures {
     pub tunnels_per_s: Option<f64>,
     pub cpu_us_per_tunnel: Option<f64>,
     pub rss_kib_per_idle: Option<f64>,
+    /// Short tunnels opened, over all runs.
+    pub short_tunnels: usize,
     /// Idle tunnels held, and the proxy's whole RSS in KiB while it held them.
     pub idle_held: Option<(usize, u64)>,
     /// Failures and absolute memory, printed under the table.
