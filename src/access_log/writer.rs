@@ -68,6 +68,12 @@ struct DroppedReport {
     since: String,
 }
 
+/// How long the writer rests after catching up, before it looks at the queue again.
+/// Records that come meanwhile wait in the queue and go out as one write, and their
+/// senders wake nobody: without the rest, a busy proxy paid a wake-up of this thread and a
+/// write system call for every record (about 30 µs a tunnel, a third of its CPU).
+const REST: std::time::Duration = std::time::Duration::from_millis(10);
+
 pub(super) async fn run(mut rx: mpsc::Receiver<Entry>, mut sink: Sink, shared: Arc<Shared>) {
     let metrics = crate::telemetry::metrics();
     let mut line = Vec::with_capacity(1024);
@@ -102,6 +108,7 @@ pub(super) async fn run(mut rx: mpsc::Receiver<Entry>, mut sink: Sink, shared: A
                 report_lost(&mut sink, n, since, &shared).await;
             }
             flush(&mut sink).await;
+            tokio::time::sleep(REST).await;
         }
     }
     if let Some((n, since)) = shared.take_lost() {
