@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::workloads::{source_address, SOURCES};
+
 /// Name the allowlist breaks out (direct to the origin).
 pub const DIRECT_NAME: &str = "echo.bench";
 /// Name on no allowlist: lbo-proxy sends it to its parent.
@@ -124,11 +126,14 @@ pub fn squid(parent: Option<SocketAddr>, max_fds: usize) -> Option<Proxy> {
     let d = dir.path();
     std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))
         .expect("temp dir mode");
-    std::fs::write(
-        d.join("hosts"),
-        format!("127.0.0.1 {DIRECT_NAME} {UPSTREAM_NAME}\n"),
-    )
-    .expect("hosts file");
+    // Squid looks up the name of each client address (PTR). Nothing answers on port 53
+    // here, so unanswered queries would pile up and Squid would spend most of its CPU
+    // searching them; the hosts file answers them, as a working resolver's cache would.
+    let mut hosts = format!("127.0.0.1 {DIRECT_NAME} {UPSTREAM_NAME}\n");
+    for i in 0..SOURCES {
+        hosts.push_str(&format!("{} client{i}.bench\n", source_address(i)));
+    }
+    std::fs::write(d.join("hosts"), hosts).expect("hosts file");
     let port = free_port();
     // SAFETY: geteuid has no preconditions.
     let user = if unsafe { libc::geteuid() } == 0 {

@@ -191,8 +191,11 @@ pub async fn idle_tunnels(via: Via, ports: &[u16], n: usize) -> io::Result<Vec<T
         .map_err(|_| io::Error::other("idle tunnels not open in time"))?
 }
 
+/// How many loopback addresses the client connects from.
+pub const SOURCES: usize = 250;
+
 /// Client connections come from 127.0.0.2–127.0.0.251, so that 100,000 of them to one
 /// proxy port do not run out of ephemeral ports.
-fn source_address(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, 2 + (i % 250) as u8)
+pub fn source_address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCES) as u8)
 }
