@@ -302,14 +302,18 @@ async fn measure(plan: &Plan, origin: &Origin, via: Via, proxy: Option<&Proxy>) 
         let before = cpu();
         let r = workloads::short_tunnels(
             via,
-            origin.echo_ports[0],
+            &origin.echo_ports,
             plan.in_flight,
             plan.rate_length,
             plan.rate_max,
         )
         .await;
         if r.failures > 0 {
-            f.notes.push(format!("{} short tunnels failed", r.failures));
+            f.notes.push(format!(
+                "{} short tunnels failed, the first: {}",
+                r.failures,
+                r.first_failure.as_deref().unwrap_or("?")
+            ));
         }
         f.short_tunnels += r.tunnels;
         if r.tunnels > 0 {

@@ -102,42 +102,58 @@ pub async fn download(via: Via, source_port: u16, bytes: u64) -> io::Result<Dura
 pub struct Rate {
     pub tunnels: usize,
     pub failures: usize,
+    /// Why the first failed tunnel failed.
+    pub first_failure: Option<String>,
     pub elapsed: Duration,
 }
 
 /// Opens, echoes 64 bytes through, and closes tunnels, `in_flight` at a time, for `length`
-/// or until `max` tunnels.
+/// or until `max` tunnels. The tunnels go to each of `ports` in turn: the relay closes
+/// towards the origin first, so its side of each connection waits out TIME_WAIT, and one
+/// origin port would soon leave it no local port (28,000 by default) to connect from.
 pub async fn short_tunnels(
     via: Via,
-    port: u16,
+    ports: &[u16],
     in_flight: usize,
     length: Duration,
     max: usize,
 ) -> Rate {
     let done = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    let first_failure = Arc::new(std::sync::Mutex::new(None));
     let started = Instant::now();
     let deadline = started + length;
     // Each tunnel from the next source address: the client closes first, and its
     // TIME_WAIT ports are spread over all of them.
     let sequence = Arc::new(AtomicUsize::new(0));
+    let ports: Arc<[u16]> = ports.into();
     let workers: Vec<_> = (0..in_flight)
         .map(|_| {
             let (done, failed, sequence) = (done.clone(), failed.clone(), sequence.clone());
+            let (first_failure, ports) = (first_failure.clone(), ports.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; ECHO];
                 while Instant::now() < deadline && done.load(Ordering::Relaxed) < max {
-                    let source = source_address(sequence.fetch_add(1, Ordering::Relaxed));
+                    let i = sequence.fetch_add(1, Ordering::Relaxed);
+                    let (source, port) = (source_address(i), ports[i % ports.len()]);
                     let one = async {
                         let mut tcp = open(via, port, source).await?;
                         tcp.write_all(&[b'x'; ECHO]).await?;
                         tcp.read_exact(&mut buf).await?;
                         Ok::<_, io::Error>(())
                     };
-                    match tokio::time::timeout(STEP, one).await {
-                        Ok(Ok(())) => done.fetch_add(1, Ordering::Relaxed),
-                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    let why = match tokio::time::timeout(STEP, one).await {
+                        Ok(Ok(())) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("not done within {STEP:?}"),
                     };
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut first) = first_failure.lock() {
+                        first.get_or_insert(why);
+                    }
                 }
             })
         })
@@ -148,6 +164,7 @@ pub async fn short_tunnels(
     Rate {
         tunnels: done.load(Ordering::Relaxed),
         failures: failed.load(Ordering::Relaxed),
+        first_failure: first_failure.lock().ok().and_then(|mut f| f.take()),
         elapsed: started.elapsed(),
     }
 }
