@@ -370,6 +370,85 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sockets_relay_many_small_bursts_both_ways() {
+        // Request and answer of sizes around the pipe's slot count: each burst is read
+        // whole and the direction waits for the next one without a lost or stuck byte.
+        let (mut tunnel, mut client_peer, mut server_peer) = socket_tunnel().await;
+        client_peer.set_nodelay(true).unwrap();
+        server_peer.set_nodelay(true).unwrap();
+        let peers = async {
+            let mut sent = 0;
+            for round in 0..300usize {
+                let size = 1 + round * 7 % 600;
+                let ask: Vec<u8> = (0..size).map(|i| (i + round) as u8).collect();
+                client_peer.write_all(&ask).await.unwrap();
+                let mut got = vec![0u8; size];
+                server_peer.read_exact(&mut got).await.unwrap();
+                assert_eq!(got, ask, "round {round}");
+                server_peer.write_all(&got[..size / 2 + 1]).await.unwrap();
+                let mut back = vec![0u8; size / 2 + 1];
+                client_peer.read_exact(&mut back).await.unwrap();
+                assert_eq!(back, ask[..size / 2 + 1], "round {round}");
+                sent += size;
+            }
+            client_peer.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            server_peer.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+            server_peer.shutdown().await.unwrap();
+            client_peer.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+            sent
+        };
+        let (end, sent) = tokio::join!(tunnel.run(within(Duration::from_secs(10))), peers);
+        assert_eq!(end, RelayEnd::Finished);
+        assert_eq!(tunnel.bytes().0, sent as u64);
+    }
+
+    #[tokio::test]
+    async fn sockets_pass_on_bytes_that_come_with_their_eof() {
+        // A few bytes and the FIN in one go: the bytes arrive, then the EOF, both ways.
+        let (mut tunnel, mut client_peer, mut server_peer) = socket_tunnel().await;
+        let peers = async {
+            client_peer.write_all(b"last words").await.unwrap();
+            client_peer.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server_peer.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"last words");
+            server_peer.write_all(b"bye").await.unwrap();
+            server_peer.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client_peer.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"bye");
+        };
+        let (end, ()) = tokio::join!(tunnel.run(within(Duration::from_secs(5))), peers);
+        assert_eq!(end, RelayEnd::Finished);
+        assert_eq!(tunnel.bytes(), (10, 3));
+    }
+
+    #[tokio::test]
+    async fn many_one_byte_segments_all_arrive() {
+        // A thousand one-byte segments, all queued before the relay starts: a read that
+        // stops because the pipe is full must not be taken for a drained socket.
+        let (mut tunnel, mut client_peer, mut server_peer) = socket_tunnel().await;
+        client_peer.set_nodelay(true).unwrap();
+        for i in 0..1000u32 {
+            client_peer.write_all(&[i as u8]).await.unwrap();
+        }
+        client_peer.shutdown().await.unwrap();
+        let peer = async {
+            let mut got = Vec::new();
+            server_peer.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got.len(), 1000);
+            assert!(got.iter().enumerate().all(|(i, b)| *b == i as u8));
+            drop(server_peer);
+        };
+        let (end, ()) = tokio::join!(tunnel.run(within(Duration::from_secs(5))), peer);
+        assert_eq!(end, RelayEnd::Finished);
+        assert_eq!(tunnel.bytes().0, 1000);
+    }
+
+    #[tokio::test]
     async fn idle_sockets_end() {
         let (mut tunnel, _client_peer, _server_peer) = socket_tunnel().await;
         let end = tunnel.run(within(Duration::from_millis(50))).await;

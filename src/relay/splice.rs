@@ -41,6 +41,9 @@ struct Pipe {
     write: OwnedFd,
     /// Bytes one splice into it may move: its capacity.
     capacity: usize,
+    /// Pieces it holds (pages of capacity): each piece is at least one byte, so a splice
+    /// that moved fewer bytes than this did not stop because the pipe was full.
+    slots: usize,
 }
 
 impl Pipe {
@@ -66,10 +69,13 @@ impl Pipe {
             )
         };
         let capacity = if set > 0 { set as usize } else { 64 * 1024 };
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         Ok(Pipe {
             read,
             write,
             capacity,
+            slots: capacity / page.max(1),
         })
     }
 
@@ -145,8 +151,13 @@ enum Step {
     First(Bytes),
     /// Waiting for the source to be readable; holds nothing.
     Idle,
-    /// A burst through a pipe; `held` bytes are in it, not yet written.
-    Pipe { pipe: Pipe, held: usize },
+    /// A burst through a pipe; `held` bytes are in it, not yet written. `drained`: the
+    /// last splice into it emptied the source, so once `held` is out the burst is over.
+    Pipe {
+        pipe: Pipe,
+        held: usize,
+        drained: bool,
+    },
     /// A burst through a pooled buffer (no pipe could be had); `buf[at..end]` is unwritten.
     Buffer {
         buf: Box<[u8]>,
@@ -198,7 +209,11 @@ impl Direction {
                 Step::Idle => {
                     ready!(from.poll_read_ready(cx)).map_err(|_| read)?;
                     match Pipe::take() {
-                        Ok(pipe) => Step::Pipe { pipe, held: 0 },
+                        Ok(pipe) => Step::Pipe {
+                            pipe,
+                            held: 0,
+                            drained: false,
+                        },
                         Err(_) => Step::Buffer {
                             buf: take_buffer(),
                             at: 0,
@@ -206,7 +221,7 @@ impl Direction {
                         },
                     }
                 }
-                Step::Pipe { pipe, held } if *held > 0 => {
+                Step::Pipe { pipe, held, .. } if *held > 0 => {
                     ready!(to.poll_write_ready(cx)).map_err(|_| write)?;
                     let (out, dst) = (pipe.read.as_raw_fd(), to.as_raw_fd());
                     match to.try_io(Interest::WRITABLE, || splice(out, dst, *held)) {
@@ -220,13 +235,35 @@ impl Direction {
                     }
                     continue;
                 }
-                Step::Pipe { pipe, held } => {
+                Step::Pipe { drained: true, .. } => Step::Idle,
+                Step::Pipe {
+                    pipe,
+                    held,
+                    drained,
+                } => {
                     ready!(from.poll_read_ready(cx)).map_err(|_| read)?;
                     let (src, into) = (from.as_raw_fd(), pipe.write.as_raw_fd());
-                    match from.try_io(Interest::READABLE, || splice(src, into, pipe.capacity)) {
+                    let mut short = 0;
+                    let spliced = from.try_io(Interest::READABLE, || {
+                        let n = splice(src, into, pipe.capacity)?;
+                        if n > 0 && n < pipe.slots {
+                            // Fewer bytes than slots: the socket's queue is empty now.
+                            // Answering WouldBlock has tokio clear its readiness (unless
+                            // an event came meanwhile), as a short read() does, and
+                            // saves the splice that would only say EAGAIN.
+                            short = n;
+                            return Err(io::ErrorKind::WouldBlock.into());
+                        }
+                        Ok(n)
+                    });
+                    match spliced {
                         Ok(0) => Step::Done,
                         Ok(n) => {
                             *held = n;
+                            continue;
+                        }
+                        Err(_) if short > 0 => {
+                            (*held, *drained) = (short, true);
                             continue;
                         }
                         Err(e) => match end_of_burst(e) {
