@@ -6,6 +6,13 @@
 //! the [`outcome`] of the connection becomes one access-log line and the [`telemetry`]
 //! metric updates.
 
+// Outside tests nothing may panic on what it is given: every failure is an error value.
+// Tests unwrap freely, since a panic is how a test reports a failure.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod access_log;
 pub mod admin;
 pub mod audit;

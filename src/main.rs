@@ -1,5 +1,11 @@
 //! The `lbo-proxy` command: run the proxy, check a configuration, explain a decision.
 
+// As in the library: no panics outside tests (see lib.rs).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::PathBuf;
