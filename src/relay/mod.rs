@@ -253,6 +253,26 @@ mod tests {
         (near.unwrap(), far.unwrap().0)
     }
 
+    /// The client's peer sends `up` and half-closes, then the server's peer answers `down`
+    /// and closes: returns what reached the server, after checking that `down` came back.
+    async fn send_up_then_down(
+        client_peer: &mut TcpStream,
+        server_peer: &mut TcpStream,
+        up: &[u8],
+        down: &[u8],
+    ) -> Vec<u8> {
+        client_peer.write_all(up).await.unwrap();
+        client_peer.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server_peer.read_to_end(&mut got).await.unwrap();
+        server_peer.write_all(down).await.unwrap();
+        server_peer.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        client_peer.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, down);
+        got
+    }
+
     /// Limits with this idle timeout and no lifetime.
     fn within(idle: Duration) -> Limits {
         Limits {
@@ -352,17 +372,9 @@ mod tests {
         let mut tunnel = Tunnel::new(client, ServerStream::Tcp(server));
         let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
         let peers = async {
-            client_peer.write_all(&big).await.unwrap();
-            client_peer.shutdown().await.unwrap();
-            let mut got = Vec::new();
-            server_peer.read_to_end(&mut got).await.unwrap();
+            let got = send_up_then_down(&mut client_peer, &mut server_peer, &big, b"world!").await;
             assert_eq!(&got[..6], b"early ");
             assert!(got[6..] == big[..]);
-            server_peer.write_all(b"world!").await.unwrap();
-            server_peer.shutdown().await.unwrap();
-            let mut back = Vec::new();
-            client_peer.read_to_end(&mut back).await.unwrap();
-            assert_eq!(back, b"world!");
         };
         let (end, ()) = tokio::join!(tunnel.run(within(Duration::from_secs(5))), peers);
         assert_eq!(end, RelayEnd::Finished);
@@ -391,12 +403,7 @@ mod tests {
                 assert_eq!(back, ask[..size / 2 + 1], "round {round}");
                 sent += size;
             }
-            client_peer.shutdown().await.unwrap();
-            let mut rest = Vec::new();
-            server_peer.read_to_end(&mut rest).await.unwrap();
-            assert!(rest.is_empty());
-            server_peer.shutdown().await.unwrap();
-            client_peer.read_to_end(&mut rest).await.unwrap();
+            let rest = send_up_then_down(&mut client_peer, &mut server_peer, b"", b"").await;
             assert!(rest.is_empty());
             sent
         };
@@ -410,16 +417,9 @@ mod tests {
         // A few bytes and the FIN in one go: the bytes arrive, then the EOF, both ways.
         let (mut tunnel, mut client_peer, mut server_peer) = socket_tunnel().await;
         let peers = async {
-            client_peer.write_all(b"last words").await.unwrap();
-            client_peer.shutdown().await.unwrap();
-            let mut got = Vec::new();
-            server_peer.read_to_end(&mut got).await.unwrap();
+            let got =
+                send_up_then_down(&mut client_peer, &mut server_peer, b"last words", b"bye").await;
             assert_eq!(got, b"last words");
-            server_peer.write_all(b"bye").await.unwrap();
-            server_peer.shutdown().await.unwrap();
-            let mut back = Vec::new();
-            client_peer.read_to_end(&mut back).await.unwrap();
-            assert_eq!(back, b"bye");
         };
         let (end, ()) = tokio::join!(tunnel.run(within(Duration::from_secs(5))), peers);
         assert_eq!(end, RelayEnd::Finished);
