@@ -55,6 +55,14 @@ pub enum CloseReason {
     /// Tenant restrictions apply but interception failed (minting, the sign-in server's
     /// TLS or HTTP): the sign-in was denied, never tunnelled without the headers.
     InterceptFailed,
+    /// No parent could be reached (connect, TLS, or closed before any reply byte) and
+    /// some parent is still up (502).
+    ParentUnreachable,
+    /// A parent had the request and did not answer within `timeouts.parent_answer` (504);
+    /// it was not sent to another parent.
+    ParentTimeout,
+    /// The parent could not reach the destination: its 502, 503 or 504, passed on.
+    ParentOriginError,
 }
 
 /// Who failed, when something did.
@@ -109,6 +117,9 @@ impl CloseReason {
             AuthRequired => "auth_required",
             InterceptRefused => "intercept_refused",
             InterceptFailed => "intercept_failed",
+            ParentUnreachable => "parent_unreachable",
+            ParentTimeout => "parent_timeout",
+            ParentOriginError => "parent_origin_error",
         }
     }
 
@@ -126,7 +137,8 @@ impl CloseReason {
             | AuthRequired
             | InterceptRefused => Some(Blame::Client),
             ServerError | DnsFailed | DnsTimeout | ConnectFailed | ConnectTimeout | ParentsDown
-            | ParentRefused | ParentFailed | InterceptFailed => Some(Blame::NextHop),
+            | ParentRefused | ParentFailed | InterceptFailed | ParentUnreachable
+            | ParentTimeout | ParentOriginError => Some(Blame::NextHop),
             InternalAddress | NoParent | ConnectionLimit => Some(Blame::Proxy),
         }
     }
@@ -176,6 +188,8 @@ pub struct Outcome {
     pub rule: Option<Arc<str>>,
     pub decision: Option<Reason>,
     pub parent: Option<Arc<str>>,
+    /// With a TLS parent: whether the connection's TLS session was resumed.
+    pub parent_tls_resumed: Option<bool>,
     pub server: Option<SocketAddr>,
     pub status: Option<u16>,
     pub bytes_up: u64,
@@ -276,6 +290,7 @@ impl Default for Outcome {
             rule: None,
             decision: None,
             parent: None,
+            parent_tls_resumed: None,
             server: None,
             status: None,
             bytes_up: 0,
@@ -390,6 +405,9 @@ mod tests {
             AuthRequired,
             InterceptRefused,
             InterceptFailed,
+            ParentUnreachable,
+            ParentTimeout,
+            ParentOriginError,
         ] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }

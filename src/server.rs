@@ -57,9 +57,8 @@ impl Context {
         );
         let direct = DirectConnector::new(&config.direct, &config.timeouts)
             .context("setting up the direct route's resolver")?;
-        let parents = ParentPool::new(&config.upstream, config.timeouts.connect)
+        let parents = ParentPool::new(&config.upstream, &config.timeouts, Some(&old.parents))
             .context("setting up the security cloud parents")?;
-        parents.inherit(&old.parents);
         Ok(Context {
             config: Arc::new(config),
             direct,
@@ -209,7 +208,7 @@ impl Server {
         let direct = DirectConnector::new(&config.direct, &config.timeouts)
             .context("setting up the direct route's resolver")?;
         let parents = Arc::new(
-            ParentPool::new(&config.upstream, config.timeouts.connect)
+            ParentPool::new(&config.upstream, &config.timeouts, None)
                 .context("setting up the security cloud parents")?,
         );
         let (shutdown_tx, shutdown) = watch::channel(false);

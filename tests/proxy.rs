@@ -476,11 +476,19 @@ async fn the_parents_refusal_is_passed_back() {
         true,
     )
     .await;
-    assert_eq!(r.connect, 403, "{r:?}");
+    // The security cloud's refusal is its own: the client gets a page that says so (502),
+    // not a 403 that would read as this appliance's.
+    assert_eq!(r.connect, 502, "{r:?}");
     let rec = &proxy.records(1).await[0];
     assert_eq!(rec["reason"], "parent_refused");
     assert_eq!(rec["blame"], "next_hop");
     assert_eq!(rec["parent"], "seccloud-a");
+    assert!(
+        rec["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("it answered 403 Forbidden")),
+        "{rec}"
+    );
     // A refusal is an answer, not a failure: the parent stays in use.
     let r = curl(
         &proxy,

@@ -98,6 +98,30 @@ pub struct UpstreamConfig {
     pub health_timeout: Duration,
     pub fall: u32,
     pub rise: u32,
+    pub balance: Balance,
+    pub health_check: HealthCheck,
+    /// Resolvers for the parents' names; empty: the system resolver (and `/etc/hosts`).
+    pub dns: Vec<SocketAddr>,
+}
+
+/// How the parent of a new connection is chosen among those that are up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    /// The first parent in the configured order (the others are standbys).
+    Failover,
+    /// Each in turn, in proportion to its weight.
+    RoundRobin,
+    /// By the client address: a client keeps its parent while that parent is up.
+    SourceHash,
+}
+
+/// What a health check asks of a parent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// A TCP connect, and the TLS handshake when the parent has `tls = true`.
+    Tcp,
+    /// A `CONNECT` to this `host:port` through the parent, answered with a 2xx.
+    Connect(String),
 }
 
 #[derive(Clone)]
@@ -108,6 +132,12 @@ pub struct ParentConfig {
     pub tls: Option<ParentTls>,
     /// Pre-encoded `Basic …` credentials; never logged.
     pub proxy_authorization: Option<String>,
+    /// Share of new connections under `round_robin` and `source_hash`.
+    pub weight: u32,
+    /// Connections kept open and ready for the next tunnels.
+    pub standby: usize,
+    /// Longest a ready connection waits unused before it is replaced.
+    pub standby_max_idle: Duration,
 }
 
 impl std::fmt::Debug for ParentConfig {
@@ -120,6 +150,9 @@ impl std::fmt::Debug for ParentConfig {
                 "auth",
                 &self.proxy_authorization.as_ref().map(|_| "<redacted>"),
             )
+            .field("weight", &self.weight)
+            .field("standby", &self.standby)
+            .field("standby_max_idle", &self.standby_max_idle)
             .finish()
     }
 }
@@ -128,6 +161,9 @@ impl std::fmt::Debug for ParentConfig {
 pub struct ParentTls {
     pub server_name: String,
     pub ca_file: Option<PathBuf>,
+    /// Send the `CONNECT` as TLS 1.3 early data on a resumed session the parent allows
+    /// it on (one round trip less; a replayed `CONNECT` carries no client byte).
+    pub early_data: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -137,6 +173,8 @@ pub struct Timeouts {
     pub dns: Duration,
     pub idle: Duration,
     pub drain: Duration,
+    /// How long a parent may take to answer once it has the request.
+    pub parent_answer: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -189,6 +189,16 @@ pub struct Upstream {
     pub fall: Option<Spanned<u32>>,
     /// Consecutive good checks before a down parent is used again.
     pub rise: Option<Spanned<u32>>,
+    /// How a parent is chosen: `failover` (in order), `round_robin`, `source_hash`.
+    pub balance: Option<Spanned<String>>,
+    /// `tcp` (connect, and TLS when configured) or `connect` (a real `CONNECT` to
+    /// `health_target` that must get a 2xx).
+    pub health_check: Option<Spanned<String>>,
+    /// `host:port` the `connect` health check asks each parent for.
+    pub health_target: Option<Spanned<String>>,
+    /// Resolvers for the parents' names (the LGWAN side); empty: the system's.
+    #[serde(default)]
+    pub dns: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +217,16 @@ pub struct Parent {
     pub password: Option<Spanned<String>>,
     /// File holding the password (kept out of the config, e.g. mode 0600).
     pub password_file: Option<Spanned<String>>,
+    /// Share of new connections under `round_robin` and `source_hash` (default 1).
+    pub weight: Option<Spanned<u32>>,
+    /// Connections kept open and ready (TLS done) for the next tunnels (default 0).
+    pub standby: Option<Spanned<usize>>,
+    /// A ready connection is replaced after this long unused, before the parent's own
+    /// idle timeout closes it.
+    pub standby_max_idle: Option<Spanned<String>>,
+    /// Send the `CONNECT` in TLS 1.3 early data when resuming, if the parent allows it.
+    #[serde(default)]
+    pub tls_early_data: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +262,9 @@ pub struct Timeouts {
     pub idle: Option<Spanned<String>>,
     /// On shutdown, how long open tunnels may finish.
     pub drain: Option<Spanned<String>>,
+    /// How long a parent may take to answer a request once it has it (the `CONNECT`, or
+    /// the `http://` request's response head).
+    pub parent_answer: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

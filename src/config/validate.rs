@@ -228,6 +228,12 @@ fn build(
             "timeouts.drain",
             Duration::from_secs(30),
         ),
+        parent_answer: dur(
+            p,
+            &file.timeouts.parent_answer,
+            "timeouts.parent_answer",
+            Duration::from_secs(60),
+        ),
     };
     let limits = super::limits::limits(p, &file.limits);
     let access = super::limits::access(p, &file.access, &file.segments, base);
@@ -342,11 +348,20 @@ pub(super) fn socket_addr(
 }
 
 fn dns_server(p: &mut Problems<'_>, v: &Spanned<String>) -> Option<SocketAddr> {
+    resolver_addr(p, v, "direct.dns")
+}
+
+/// A resolver as `ip` (port 53) or `ip:port`.
+pub(super) fn resolver_addr(
+    p: &mut Problems<'_>,
+    v: &Spanned<String>,
+    key: &str,
+) -> Option<SocketAddr> {
     let text = v.get_ref();
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, 53));
     }
-    socket_addr(p, v, "direct.dns")
+    socket_addr(p, v, key)
 }
 
 fn nets(p: &mut Problems<'_>, list: &[Spanned<String>], key: &str) -> Vec<IpNet> {

@@ -36,7 +36,7 @@ pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 const MIN_BUF_SIZE: usize = 8192;
 
 /// The `Via` token this appliance adds.
-const VIA: &str = "1.1 lbo-proxy";
+pub(super) const VIA: &str = "1.1 lbo-proxy";
 
 /// How requests on a connection name their destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,21 +112,24 @@ fn refused_head(
 }
 
 /// The next-hop connection of the previous request on this client connection, kept for
-/// the next request with the same key (the same direct origin, or the security cloud).
-type IdleHop = Arc<tokio::sync::Mutex<Option<KeptHop>>>;
+/// the next request to the same direct origin, or through the security cloud.
+pub(super) type IdleHop = Arc<tokio::sync::Mutex<Option<Kept>>>;
 
-struct KeptHop {
+pub(super) enum Kept {
+    Direct(KeptHop),
+    Upstream(crate::egress::parent::KeptLink<CountingBody>),
+}
+
+pub(super) struct KeptHop {
     key: String,
     sender: SendRequest<CountingBody>,
     server: Option<std::net::SocketAddr>,
-    parent: Option<Arc<str>>,
-    parent_auth: Option<String>,
 }
 
 /// A connection ready to carry a request: reused, or freshly connected.
 enum Hop {
     Kept(KeptHop),
-    New(ServerStream, Option<String>),
+    New(ServerStream),
 }
 
 async fn handle(
@@ -203,13 +206,13 @@ async fn handle(
         rec.get().host_mismatch = host_mismatch(req.headers(), &target);
     }
     let mut rec = rec;
-    let key = match decision.route {
-        Route::Direct => format!("direct {target}"),
-        _ => "upstream".to_string(),
-    };
+    if decision.route == Route::Upstream {
+        return super::forward_upstream::forward(&ctx, rec, req, &authority, &idle_hop).await;
+    }
+    let key = format!("direct {target}");
     let kept = idle_hop.lock().await.take();
     let reusable = match kept {
-        Some(mut k) if k.key == key && decision.route != Route::Deny => {
+        Some(Kept::Direct(mut k)) if k.key == key && decision.route != Route::Deny => {
             k.sender.ready().await.is_ok().then_some(k)
         }
         _ => None,
@@ -217,7 +220,6 @@ async fn handle(
     let hop = match reusable {
         Some(k) => {
             rec.get().server = k.server;
-            rec.get().parent = k.parent.clone();
             Hop::Kept(k)
         }
         None => match connect_hop(&ctx, &mut rec, &target, &decision).await {
@@ -225,25 +227,23 @@ async fn handle(
             Err(resp) => return resp,
         },
     };
-    let parent_auth = match &hop {
-        Hop::Kept(k) => k.parent_auth.clone(),
-        Hop::New(_, auth) => auth.clone(),
-    };
-    let direct = decision.route == Route::Direct;
-    let outbound = match outbound_request(req, direct, parent_auth.as_deref(), &authority) {
+    let outbound = match outbound_request(req, true, &authority) {
         Ok(r) => r,
-        Err(e) => {
-            rec.end(CloseReason::BadRequest, Some(400));
-            rec.get().error = Some(e);
-            return page(Page {
-                status: StatusCode::BAD_REQUEST,
-                title: "Bad request",
-                detail: "The request could not be forwarded.".into(),
-                decision: None,
-            });
-        }
+        Err(e) => return not_forwardable(&mut rec, e),
     };
     send(rec, hop, key, outbound, &idle_hop).await
+}
+
+/// A request that cannot be rebuilt for the next hop (a header that is not one).
+pub(super) fn not_forwardable(rec: &mut Recorder, e: String) -> Response<ProxyBody> {
+    rec.end(CloseReason::BadRequest, Some(400));
+    rec.get().error = Some(e);
+    page(Page {
+        status: StatusCode::BAD_REQUEST,
+        title: "Bad request",
+        detail: "The request could not be forwarded.".into(),
+        decision: None,
+    })
 }
 
 /// A request the explicit proxy cannot forward: the PAC file when it asks for it (PCs
@@ -281,23 +281,11 @@ async fn connect_hop(
             rec.end(CloseReason::Denied, Some(page_.status.as_u16()));
             Err(page(page_))
         }
-        Route::Direct => match tunnel::connect(ctx, rec, target, decision).await {
-            Ok(hop) => Ok(Hop::New(hop.stream, None)),
-            Err(r) => Err(refusal(&r)),
-        },
-        Route::Upstream => {
-            let started = std::time::Instant::now();
-            match ctx.parents.connect_http().await {
-                Ok((stream, parent)) => {
-                    rec.get().connect_ms = Some(crate::outcome::millis(started.elapsed()));
-                    rec.get().parent = Some(parent.config.name.clone());
-                    Ok(Hop::New(stream, parent.config.proxy_authorization.clone()))
-                }
-                Err(e) => {
-                    rec.get().error = Some(e.to_string());
-                    rec.end(e.reason(), Some(e.status().as_u16()));
-                    Err(refusal(&Refusal::Connect(e)))
-                }
+        // Upstream requests never get here: see `forward_upstream`.
+        Route::Direct | Route::Upstream => {
+            match tunnel::connect(ctx, rec, target, decision).await {
+                Ok(hop) => Ok(Hop::New(hop.stream)),
+                Err(r) => Err(refusal(&r)),
             }
         }
     }
@@ -315,7 +303,7 @@ async fn send(
     let up = req.body().state.clone();
     let mut kept = match hop {
         Hop::Kept(k) => k,
-        Hop::New(stream, parent_auth) => {
+        Hop::New(stream) => {
             let handshake = hyper::client::conn::http1::Builder::new()
                 .preserve_header_case(true)
                 .handshake(TokioIo::new(stream))
@@ -333,13 +321,11 @@ async fn send(
                 key,
                 sender,
                 server: rec.get().server,
-                parent: rec.get().parent.clone(),
-                parent_auth,
             }
         }
     };
     let sent = kept.sender.send_request(req).await;
-    *idle_hop.lock().await = Some(kept);
+    *idle_hop.lock().await = Some(Kept::Direct(kept));
     match sent {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
@@ -376,7 +362,7 @@ fn auth_required(p: Page<'_>) -> Response<ProxyBody> {
 
 /// A request whose body broke (a chunk size that is not one, say): 400, and the
 /// connection is closed, since where the next request starts is unknown.
-fn bad_framing(rec: &mut Recorder) -> Response<ProxyBody> {
+pub(super) fn bad_framing(rec: &mut Recorder) -> Response<ProxyBody> {
     rec.end(CloseReason::BadRequest, Some(400));
     let mut resp = page(Page {
         status: StatusCode::BAD_REQUEST,
@@ -448,7 +434,7 @@ async fn connect(
     Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed())
 }
 
-fn refusal(r: &Refusal) -> Response<ProxyBody> {
+pub(super) fn refusal(r: &Refusal) -> Response<ProxyBody> {
     page(r.page())
 }
 
@@ -470,11 +456,11 @@ fn page(p: Page<'_>) -> Response<ProxyBody> {
 
 /// The request as the next hop gets it: origin form to an origin, absolute form to a
 /// parent; hop-by-hop headers removed; `Host` from the URI (or, for an origin-form
-/// request, `authority`: its own `Host`); `Via` added.
-fn outbound_request(
+/// request, `authority`: its own `Host`); `Via` added. The parent's credentials are the
+/// pool's to add, per parent tried.
+pub(super) fn outbound_request(
     req: Request<Incoming>,
     direct: bool,
-    parent_auth: Option<&str>,
     authority: &str,
 ) -> Result<Request<CountingBody>, String> {
     let (mut parts, body) = req.into_parts();
@@ -498,23 +484,15 @@ fn outbound_request(
             .map(|p| p.as_str())
             .unwrap_or("/");
         parts.uri = path.parse::<Uri>().map_err(|e| e.to_string())?;
-    } else {
-        if parts.uri.authority().is_none() {
-            let path = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            parts.uri = format!("http://{host}{path}")
-                .parse::<Uri>()
-                .map_err(|e| e.to_string())?;
-        }
-        if let Some(auth) = parent_auth {
-            parts.headers.insert(
-                header::PROXY_AUTHORIZATION,
-                HeaderValue::from_str(auth).map_err(|e| e.to_string())?,
-            );
-        }
+    } else if parts.uri.authority().is_none() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = format!("http://{host}{path}")
+            .parse::<Uri>()
+            .map_err(|e| e.to_string())?;
     }
     parts.version = http::Version::HTTP_11;
     let body = CountingBody {
@@ -526,7 +504,7 @@ fn outbound_request(
 
 /// Removes the headers that belong to one connection only (RFC 9110 §7.6.1), including
 /// those the `Connection` header names. Client credentials for this proxy never travel on.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -555,7 +533,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The request body on its way out, counting bytes for the record.
 pub struct CountingBody {
     inner: Incoming,
-    state: Arc<BodyState>,
+    pub(super) state: Arc<BodyState>,
 }
 
 /// What the record needs from the request body: bytes read, and whether reading the
@@ -563,7 +541,7 @@ pub struct CountingBody {
 #[derive(Default)]
 pub struct BodyState {
     count: AtomicU64,
-    failed: AtomicBool,
+    pub(super) failed: AtomicBool,
 }
 
 impl Body for CountingBody {
@@ -599,11 +577,11 @@ impl Body for CountingBody {
 }
 
 /// The response body on its way back; its record is written when the body is done.
-struct LoggedBody {
-    inner: Incoming,
-    rec: Option<Recorder>,
-    up: Arc<BodyState>,
-    down: u64,
+pub(super) struct LoggedBody {
+    pub(super) inner: Incoming,
+    pub(super) rec: Option<Recorder>,
+    pub(super) up: Arc<BodyState>,
+    pub(super) down: u64,
 }
 
 impl LoggedBody {

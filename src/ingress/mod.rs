@@ -9,6 +9,7 @@ pub mod client_auth;
 pub mod client_hello;
 pub mod explicit;
 pub mod forward;
+mod forward_upstream;
 pub mod head;
 pub mod original_dst;
 pub mod pages;

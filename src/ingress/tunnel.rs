@@ -38,11 +38,7 @@ impl Refusal {
             Refusal::Decision(d) => pages::denied(d),
             Refusal::Connect(e) => Page {
                 status: e.status(),
-                title: match e {
-                    ConnectError::NoParent | ConnectError::ParentsDown { .. } => "Security cloud unavailable",
-                    ConnectError::InternalAddress(_) => "Local breakout refused",
-                    _ => "Destination unreachable",
-                },
+                title: e.title(),
                 detail: match e {
                     ConnectError::NoParent => "This destination is not on the local breakout allowlist and must go through the security cloud (セキュリティクラウド), but no security cloud proxy is configured on this appliance. It is never sent directly.".to_string(),
                     _ => e.to_string(),
@@ -102,13 +98,18 @@ pub async fn connect(
                 early: Bytes::new(),
             }
         }),
-        Route::Upstream => ctx.parents.connect_tunnel(target).await.map(|p| {
-            rec.get().parent = Some(p.parent);
-            NextHop {
-                stream: p.stream,
-                early: p.early,
-            }
-        }),
+        Route::Upstream => ctx
+            .parents
+            .connect_tunnel(rec.client(), target)
+            .await
+            .map(|p| {
+                rec.get().parent = Some(p.parent);
+                rec.get().parent_tls_resumed = p.tls_resumed;
+                NextHop {
+                    stream: p.stream,
+                    early: p.early,
+                }
+            }),
     };
     rec.get().connect_ms = Some(millis(started.elapsed()));
     result.map_err(|e| {

@@ -45,6 +45,11 @@ pub(super) struct Families {
     pub(super) limit_hits: IntCounterVec,
     pub(super) accept_errors: IntCounterVec,
     pub(super) tenant_restrictions: IntCounterVec,
+    pub(super) parent_attempts: IntCounterVec,
+    pub(super) parent_standby_ready: IntGaugeVec,
+    pub(super) parent_standby: IntCounterVec,
+    pub(super) parent_tls_handshakes: IntCounterVec,
+    pub(super) parent_state_changes: IntCounterVec,
 }
 
 impl Families {
@@ -184,7 +189,7 @@ impl Families {
             limit_hits: counters(
                 r,
                 "lbo_limit_hits_total",
-                "Connections and requests ended by a configured limit or timeout: head_timeout, head_bytes, header_count, connections, connections_per_client, connect_timeout, dns_timeout, idle_timeout, tunnel_lifetime (docs/limits.md).",
+                "Connections and requests ended by a configured limit or timeout: head_timeout, head_bytes, header_count, connections, connections_per_client, connect_timeout, dns_timeout, idle_timeout, tunnel_lifetime, parent_answer (docs/limits.md).",
                 &["limit"],
             )?,
             accept_errors: counters(
@@ -198,6 +203,36 @@ impl Families {
                 "lbo_tenant_restrictions_total",
                 "Sign-in tunnels that tenant restrictions applied to, counted when they end, by outcome (applied: intercepted and the headers set; refused: the client refused the intercepting TLS; failed: the proxy could not intercept) and reason. Refused and failed sign-ins were denied, never tunnelled without the headers.",
                 &["outcome", "reason"],
+            )?,
+            parent_attempts: counters(
+                r,
+                "lbo_parent_attempts_total",
+                "Attempts through a parent by what came of them: ok, unreachable (connect, TLS, or closed before any reply byte: counts toward fall, next parent tried), timeout (no answer within timeouts.parent_answer), origin_error (the parent's 502/503/504), refused (the parent's 4xx), failed (a broken reply).",
+                &["parent", "class"],
+            )?,
+            parent_standby_ready: gauges(
+                r,
+                "lbo_parent_standby_ready",
+                "Standby connections to a parent open and ready (TLS done) for the next tunnels.",
+                &["parent"],
+            )?,
+            parent_standby: counters(
+                r,
+                "lbo_parent_standby_total",
+                "Standby connections by event: opened, used (taken by a tunnel), missed (a tunnel found none ready), recycled (replaced after standby_max_idle), stale (closed by the parent while waiting), dropped (the parent went down or a reload changed it).",
+                &["parent", "event"],
+            )?,
+            parent_tls_handshakes: counters(
+                r,
+                "lbo_parent_tls_handshakes_total",
+                "TLS handshakes with a parent, by kind: full, or resumed (a session ticket or ID was accepted).",
+                &["parent", "kind"],
+            )?,
+            parent_state_changes: counters(
+                r,
+                "lbo_parent_state_changes_total",
+                "Times a parent changed state, up to down or down to up (fall or rise reached).",
+                &["parent"],
             )?,
         };
         for limit in super::labels::LIMITS {

@@ -55,7 +55,7 @@ pub fn denied(o: &Outcome) -> Option<&'static str> {
 }
 
 /// Every `limit` label of `lbo_limit_hits_total`.
-pub const LIMITS: [&str; 9] = [
+pub const LIMITS: [&str; 10] = [
     "head_timeout",
     "head_bytes",
     "header_count",
@@ -65,6 +65,7 @@ pub const LIMITS: [&str; 9] = [
     "dns_timeout",
     "idle_timeout",
     "tunnel_lifetime",
+    "parent_answer",
 ];
 
 /// Every `kind` label of `lbo_accept_errors_total`.
@@ -82,6 +83,7 @@ pub fn limit(o: &Outcome) -> Option<&'static str> {
         CloseReason::DnsTimeout => "dns_timeout",
         CloseReason::IdleTimeout => "idle_timeout",
         CloseReason::TunnelLifetime => "tunnel_lifetime",
+        CloseReason::ParentTimeout => "parent_answer",
         _ => return None,
     })
 }
@@ -183,6 +185,7 @@ mod tests {
             CloseReason::DnsTimeout,
             CloseReason::IdleTimeout,
             CloseReason::TunnelLifetime,
+            CloseReason::ParentTimeout,
         ] {
             let l = limit(&outcome(r));
             assert!(l.is_some_and(|l| LIMITS.contains(&l)), "{r:?}");

@@ -166,6 +166,7 @@ impl Metrics {
     /// A parent changed state (fall or rise threshold reached); going down is counted.
     pub fn parent_state(&self, parent: &str, up: bool) {
         self.parent_up(parent, up);
+        self.parent_state_changed(parent);
         if !up {
             if let Some(c) = self.counter(|f| &f.parent_downs, &[parent]) {
                 c.inc();
@@ -256,7 +257,7 @@ impl Metrics {
         }
     }
 
-    fn counter(
+    pub(super) fn counter(
         &self,
         pick: impl Fn(&Families) -> &IntCounterVec,
         values: &[&str],
@@ -264,7 +265,11 @@ impl Metrics {
         self.families.as_ref().and_then(|f| series(pick(f), values))
     }
 
-    fn gauge(&self, pick: impl Fn(&Families) -> &IntGaugeVec, values: &[&str]) -> Option<IntGauge> {
+    pub(super) fn gauge(
+        &self,
+        pick: impl Fn(&Families) -> &IntGaugeVec,
+        values: &[&str],
+    ) -> Option<IntGauge> {
         self.families.as_ref().and_then(|f| series(pick(f), values))
     }
 }
@@ -357,6 +362,7 @@ mod tests {
             rule: None,
             decision: Some(Reason::Allowlisted),
             parent: None,
+            parent_tls_resumed: None,
             server: Some("192.0.2.80:443".parse().unwrap()),
             status: Some(200),
             bytes_up: 100,

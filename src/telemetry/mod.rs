@@ -10,5 +10,7 @@
 mod families;
 mod labels;
 mod metrics;
+mod parents;
 
 pub use metrics::{metrics, Metrics, OpenTunnel, TEXT_FORMAT};
+pub use parents::{AttemptClass, StandbyEvent};

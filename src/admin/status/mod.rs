@@ -182,7 +182,7 @@ pub fn view_from(ctx: &Context, samples: &[Sample], metrics: bool) -> StatusView
                 checks_ok: ok,
                 checks_failed: failed,
                 failovers: count(m.sum("lbo_parent_failovers_total", &[("parent", &name)])),
-                downs: p.downs.load(std::sync::atomic::Ordering::Relaxed),
+                downs: p.health().downs,
                 name,
             }
         })
