@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 pub mod pac;
+mod ready;
 pub mod status;
 
 use crate::server::{Context, Live};
@@ -83,22 +84,7 @@ fn route(ctx: &Context, req: &Request<Incoming>, client: IpAddr) -> Response<Ful
             crate::telemetry::metrics().encode(),
             crate::telemetry::TEXT_FORMAT,
         ),
-        "/readyz" => {
-            let parents: Vec<serde_json::Value> = ctx
-                .parents
-                .parents()
-                .iter()
-                .map(|p| serde_json::json!({"name": &*p.config.name, "up": p.is_up()}))
-                .collect();
-            let any_up = parents.is_empty() || ctx.parents.parents().iter().any(|p| p.is_up());
-            let body = serde_json::json!({
-                "ready": true,
-                "upstream_available": any_up,
-                "parents": parents,
-                "version": env!("CARGO_PKG_VERSION"),
-            });
-            text(StatusCode::OK, format!("{body}\n"), "application/json")
-        }
+        "/readyz" => ready::response(ctx, req.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
     }
 }

@@ -60,6 +60,16 @@ pub struct ParentRow {
     pub failovers: u64,
     /// Times this parent was marked down.
     pub downs: u64,
+    /// While down: since when (seconds since the epoch) and by what.
+    pub down_since: Option<f64>,
+    pub down_by: String,
+    /// The last health check: when, whether it passed, and what failed.
+    pub last_check: Option<(f64, bool, String)>,
+    /// The last failure of a connection through this parent, in words.
+    pub last_error: String,
+    /// Standby connections ready, and how many are kept.
+    pub standby_ready: u64,
+    pub standby_want: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -176,13 +186,23 @@ pub fn view_from(ctx: &Context, samples: &[Sample], metrics: bool) -> StatusView
                     (ok, failed + count(*n))
                 }
             });
+            let health = p.health();
+            let (ready, want) = p.standby();
             ParentRow {
                 address: p.config.address.clone(),
-                up: p.is_up(),
+                up: health.up,
                 checks_ok: ok,
                 checks_failed: failed,
                 failovers: count(m.sum("lbo_parent_failovers_total", &[("parent", &name)])),
-                downs: p.health().downs,
+                downs: health.downs,
+                down_since: health.down_since.map(unix),
+                down_by: health.down_by.unwrap_or_default().to_string(),
+                last_check: health
+                    .last_check
+                    .map(|c| (unix(c.at), c.ok, c.error.unwrap_or_default())),
+                last_error: health.last_error.unwrap_or_default(),
+                standby_ready: ready as u64,
+                standby_want: want as u64,
                 name,
             }
         })
@@ -461,6 +481,10 @@ mod tests {
                     checks_failed: 1,
                     failovers: 0,
                     downs: 0,
+                    last_check: Some((1_795_435_200.0 - 4.0, true, String::new())),
+                    standby_ready: 7,
+                    standby_want: 8,
+                    ..ParentRow::default()
                 },
                 ParentRow {
                     name: "<script>alert(1)</script>".into(),
@@ -470,6 +494,15 @@ mod tests {
                     checks_failed: 40,
                     failovers: 2,
                     downs: 1,
+                    down_since: Some(1_795_435_200.0 - 125.0),
+                    down_by: "its health checks".into(),
+                    last_check: Some((
+                        1_795_435_200.0 - 2.0,
+                        false,
+                        "it did not answer CONNECT probe.example:443 within 3 s".into(),
+                    )),
+                    last_error: "TCP connect to 192.0.2.1:8080 <refused>".into(),
+                    ..ParentRow::default()
                 },
             ],
             routes: vec![
@@ -532,6 +565,11 @@ mod tests {
             "data-route=\"direct\" data-requests=\"1234567\"",
             "data-route=\"upstream\" data-requests=\"0\"",
             "deny_rule",
+            "down since 2026-11-23 11:57:55 UTC (2 min 5 s) by its health checks",
+            "it did not answer CONNECT probe.example:443 within 3 s",
+            "TCP connect to 192.0.2.1:8080 &lt;refused&gt;",
+            "<td class=\"num\">7 / 8</td>",
+            "passed 4 s ago",
             "connect_failed",
             "next hop",
             "reload failed",

@@ -193,18 +193,39 @@ fn parents(h: &mut String, v: &StatusView) {
     }
     h.push_str(
         "<table>\n<thead><tr><th>#</th><th>parent</th><th>address</th><th>state</th>\
+         <th>last check · last error</th>\
          <th class=\"num\">checks ok</th><th class=\"num\">checks failed</th>\
-         <th class=\"num\">failovers</th><th class=\"num\">times marked down</th></tr></thead>\n<tbody>\n",
+         <th class=\"num\">failovers</th><th class=\"num\">times marked down</th>\
+         <th class=\"num\">standby ready</th></tr></thead>\n<tbody>\n",
     );
     for (i, p) in v.parents.iter().enumerate() {
         let (class, state) = if p.up { ("up", "UP") } else { ("down", "DOWN") };
+        let since = match p.down_since {
+            Some(t) if !p.up => format!(
+                "<span class=\"detail\">down since {} ({}) by {}</span>",
+                esc(&when(t)),
+                esc(&duration(v.now - t)),
+                esc(&p.down_by)
+            ),
+            _ => String::new(),
+        };
+        let standby = if p.standby_want == 0 {
+            "<td class=\"num zero\">–</td>".to_string()
+        } else {
+            format!(
+                "<td class=\"num\">{} / {}</td>",
+                number(p.standby_ready),
+                number(p.standby_want)
+            )
+        };
         let _ = writeln!(
             h,
             "<tr class=\"{class}\" data-parent=\"{name}\" data-state=\"{class}\"><td class=\"num\">{}</td>\
              <td><b>{name}</b></td><td><code>{}</code></td>\
-             <td><span class=\"state {class}\">{state}</span></td>{}{}{}{}</tr>",
+             <td><span class=\"state {class}\">{state}</span>{since}</td><td>{}</td>{}{}{}{}{standby}</tr>",
             i + 1,
             esc(&p.address),
+            last_check(v.now, p),
             num(p.checks_ok),
             num(p.checks_failed),
             num(p.failovers),
@@ -213,6 +234,27 @@ fn parents(h: &mut String, v: &StatusView) {
         );
     }
     h.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+/// "passed 4 s ago", or "failed 2 s ago: what failed", and the last connection error.
+fn last_check(now: f64, p: &ParentRow) -> String {
+    let mut out = match &p.last_check {
+        None => "<span class=\"detail\">no check yet</span>".to_string(),
+        Some((at, true, _)) => format!("passed {} ago", esc(&duration(now - at))),
+        Some((at, false, error)) => format!(
+            "<span class=\"state down\">failed</span> {} ago: {}",
+            esc(&duration(now - at)),
+            esc(error)
+        ),
+    };
+    if !p.last_error.is_empty() {
+        let _ = write!(
+            out,
+            "<span class=\"detail\">last connection error: {}</span>",
+            esc(&p.last_error)
+        );
+    }
+    out
 }
 
 fn route_label(route: &str) -> String {
