@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod parent;
 pub mod process;
 pub mod scrape;
 pub mod signin;
@@ -51,6 +52,28 @@ pub struct FaultyDns {
 impl FaultyDns {
     /// Answers `records` with `ttl` seconds (a short one keeps the resolver asking).
     pub async fn start(records: &[(&str, &str)], ttl: u32) -> FaultyDns {
+        let (socket, tcp) = udp_and_tcp_port().await;
+        FaultyDns::serve(socket, tcp, records, ttl)
+    }
+
+    /// As [`FaultyDns::start`], on port 53 of a loopback address of its own, for a
+    /// resolver that cannot be given a port (Squid's `dns_nameservers`).
+    pub async fn start_on_port_53(records: &[(&str, &str)], ttl: u32) -> FaultyDns {
+        let pid = std::process::id();
+        for i in 0..200u32 {
+            let n = pid.wrapping_add(i * 7919) % (250 * 250);
+            let ip = std::net::Ipv4Addr::new(127, 53, (n / 250) as u8 + 1, (n % 250) as u8 + 1);
+            let Ok(udp) = UdpSocket::bind((ip, 53)).await else {
+                continue;
+            };
+            if let Ok(tcp) = TcpListener::bind((ip, 53)).await {
+                return FaultyDns::serve(udp, tcp, records, ttl);
+            }
+        }
+        panic!("no loopback address free for a DNS server on port 53 (needs root)");
+    }
+
+    fn serve(socket: UdpSocket, tcp: TcpListener, records: &[(&str, &str)], ttl: u32) -> FaultyDns {
         let table: HashMap<String, Vec<IpAddr>> =
             records.iter().fold(HashMap::new(), |mut m, (n, ip)| {
                 m.entry(format!("{n}."))
@@ -58,7 +81,6 @@ impl FaultyDns {
                     .push(ip.parse().unwrap());
                 m
             });
-        let (socket, tcp) = udp_and_tcp_port().await;
         let addr = socket.local_addr().unwrap();
         // DNS over TCP on the same port never answers: a resolver that falls back to TCP
         // when UDP is silent must time out, not see a quick "connection refused".
@@ -272,6 +294,17 @@ impl Squid {
         auth: Option<(&str, &str)>,
         extra: &str,
     ) -> Squid {
+        Squid::start_resolving(hosts, auth, extra, "127.0.0.1".parse().unwrap())
+    }
+
+    /// As [`Squid::start_configured`], asking `dns` (port 53) for names its hosts file
+    /// does not have.
+    pub fn start_resolving(
+        hosts: &[(&str, &str)],
+        auth: Option<(&str, &str)>,
+        extra: &str,
+        dns: IpAddr,
+    ) -> Squid {
         let bin = ["/usr/sbin/squid", "/usr/bin/squid"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -316,7 +349,7 @@ impl Squid {
              cache_log {d}/cache.log\n\
              pid_filename {d}/squid.pid\n\
              hosts_file {d}/hosts\n\
-             dns_nameservers 127.0.0.1\n\
+             dns_nameservers {dns}\n\
              coredump_dir {d}\n\
              shutdown_lifetime 0 seconds\n\
              visible_hostname seccloud-test\n\
@@ -437,10 +470,13 @@ pub struct Lab<'a> {
     pub parents: Vec<(&'a str, String)>,
     pub segment: &'a str,
     pub extra: &'a str,
-    /// More lines of the `[timeouts]` table (`head = "1s"`…).
+    /// More lines of the `[timeouts]` table (`head = "1s"`…); a `connect` here replaces
+    /// the lab's `3s`.
     pub timeouts: &'a str,
     /// More names that break out (rule `direct-test`, on `origin_port`).
     pub direct_domains: &'a [&'a str],
+    /// More lines of the `[upstream]` table; a `fall` or `rise` here replaces the lab's 1.
+    pub upstream: &'a str,
 }
 
 impl<'a> Lab<'a> {
@@ -455,6 +491,7 @@ impl<'a> Lab<'a> {
             extra: "",
             timeouts: "",
             direct_domains: &[],
+            upstream: "",
         }
     }
 }
@@ -522,9 +559,7 @@ dir = "allowlists"
 dns = ["{dns}"]
 allow_internal = ["127.0.0.1/32"]
 [upstream]
-health_interval = "1h"
-fall = 1
-rise = 1
+{interval}{fall}{rise}{upstream}
 {parents}
 [[profile]]
 name = "lab"
@@ -536,8 +571,7 @@ networks = ["{segment}"]
 profile = "lab"
 [timeouts]
 drain = "1s"
-connect = "3s"
-{timeouts}
+{connect}{timeouts}
 [log]
 access = "access.log"
 {extra}
@@ -546,6 +580,27 @@ access = "access.log"
             segment = lab.segment,
             extra = lab.extra,
             timeouts = lab.timeouts,
+            upstream = lab.upstream,
+            connect = if lab.timeouts.contains("connect") {
+                ""
+            } else {
+                "connect = \"3s\"\n"
+            },
+            interval = if lab.upstream.contains("health_interval") {
+                ""
+            } else {
+                "health_interval = \"1h\"\n"
+            },
+            fall = if lab.upstream.contains("fall") {
+                ""
+            } else {
+                "fall = 1\n"
+            },
+            rise = if lab.upstream.contains("rise") {
+                ""
+            } else {
+                "rise = 1\n"
+            },
         );
         let path = dir.path().join("lbo-proxy.toml");
         std::fs::write(&path, &config).unwrap();

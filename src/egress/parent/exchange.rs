@@ -107,7 +107,15 @@ fn sent_words(e: &std::io::Error) -> String {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
         Some(tls) => format!("TLS handshake failed: {tls}"),
-        None => format!("the connection {} before any reply", io_words(e)),
+        None => match e.kind() {
+            std::io::ErrorKind::ConnectionReset => {
+                "the parent reset the connection before answering".into()
+            }
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof => {
+                "the parent closed the connection before answering".into()
+            }
+            _ => format!("the connection {} before any reply", io_words(e)),
+        },
     }
 }
 

@@ -471,7 +471,8 @@ impl ParentPool {
     /// `health_check = "connect"` a `CONNECT` to `health_target` that must get a 2xx.
     pub async fn check_all(&self) {
         for parent in &self.parents {
-            let error = tokio::time::timeout(self.health_timeout, self.check(parent))
+            // Each step is bounded by `health_timeout`; this is only a net under them.
+            let error = tokio::time::timeout(self.health_timeout * 2, self.check(parent))
                 .await
                 .unwrap_or_else(|_| {
                     Err(format!(
@@ -489,6 +490,7 @@ impl ParentPool {
     }
 
     async fn check(&self, parent: &Parent) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + self.health_timeout;
         let mut d = parent
             .link
             .dial(self.resolver.as_deref(), self.health_timeout, false)
@@ -498,14 +500,8 @@ impl ParentPool {
         };
         let target = Target::parse_authority(probe, None).map_err(|e| e.to_string())?;
         let request = connect_head::request(&target, parent.config.proxy_authorization.as_deref());
-        match exchange::exchange(
-            &mut d.stream,
-            &request,
-            self.health_timeout,
-            self.health_timeout,
-        )
-        .await
-        {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match exchange::exchange(&mut d.stream, &request, left, left).await {
             Answer::Established { .. } => Ok(()),
             Answer::Status(s) => Err(format!("it answered {s} to CONNECT {probe}")),
             Answer::NotTaken(t) | Answer::Broken(t) => Err(t),
