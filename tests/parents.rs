@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::Value;
-use support::parent::{FakeParent, FullBacklog, Script};
+use support::parent::{FakeParent, Script};
 use support::scrape::scrape;
 use support::{closed_port, curl, dns_server, DnsMode, FaultyDns, Lab, Origin, Proxy, Squid};
 
