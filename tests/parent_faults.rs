@@ -10,63 +10,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use support::parent::{FakeParent, FullBacklog, Script};
-use support::scrape::scrape;
+use support::readback::{is_up, last, metric};
 use support::{closed_port, curl, dns_server, Lab, Origin, Proxy, Squid};
 
 const RECORDS: &[(&str, &str)] = &[("direct.test", "127.0.0.1")];
 const SQUID_HOSTS: &[(&str, &str)] = &[("upstream.test", "127.0.0.1")];
-
-async fn metric(proxy: &Proxy, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let m = scrape(proxy.admin.unwrap()).await;
-    assert_eq!(m.status, 200, "scraping /metrics failed");
-    let found: Vec<f64> = m
-        .samples()
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|s| s.value)
-        .collect();
-    assert!(
-        !found.is_empty(),
-        "no series {name} {labels:?}:\n{}",
-        m.text
-    );
-    found.iter().sum()
-}
-
-/// Whether `parent` is up, as the proxy's own `/readyz` says (the metrics registry is
-/// the process's, shared by the proxies of parallel tests).
-async fn is_up(proxy: &Proxy, parent: &str) -> bool {
-    let out = tokio::process::Command::new("curl")
-        .args(["-s", "--noproxy", "*", "--max-time", "10"])
-        .arg(format!("http://{}/readyz", proxy.admin.unwrap()))
-        .output()
-        .await
-        .unwrap();
-    let ready: Value = serde_json::from_slice(&out.stdout).expect("/readyz is JSON");
-    let parents = ready["parents"].as_array().expect("parents");
-    let p = parents
-        .iter()
-        .find(|p| p["name"] == parent)
-        .unwrap_or_else(|| panic!("no parent {parent} in {ready}"));
-    p["up"] == true
-}
-
-/// The last record of `method` (waits, bounded, for `n` records in all).
-async fn last(proxy: &Proxy, n: usize, method: &str) -> Value {
-    let recs = proxy.records(n).await;
-    recs.iter()
-        .rev()
-        .find(|r| r["method"] == method)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {method} record: {recs:#?}"))
-}
 
 /// A parent that is never reached, and the words its failure is logged with.
 struct Unreached {

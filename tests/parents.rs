@@ -12,91 +12,13 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::Value;
 use support::parent::{FakeParent, Script};
-use support::scrape::scrape;
+use support::readback::{admin_get, is_up, metric, record};
 use support::{closed_port, curl, dns_server, DnsMode, FaultyDns, Lab, Origin, Proxy, Squid};
 
 const RECORDS: &[(&str, &str)] = &[("direct.test", "127.0.0.1")];
 
 /// What Squid resolves from its hosts file; every other name goes to its DNS.
 const SQUID_HOSTS: &[(&str, &str)] = &[("upstream.test", "127.0.0.1")];
-
-/// Waits (bounded) for a record with `key` = `value`.
-async fn record(proxy: &Proxy, key: &str, value: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let recs = proxy.records(1).await;
-        if let Some(r) = recs.iter().find(|r| r[key] == value) {
-            return r.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no record with {key} = {value}: {recs:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// One series from `/metrics`, summed over the labels not named.
-async fn metric(proxy: &Proxy, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let m = scrape(proxy.admin.unwrap()).await;
-    assert_eq!(m.status, 200, "scraping /metrics failed");
-    let found: Vec<f64> = m
-        .samples()
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            labels
-                .iter()
-                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|s| s.value)
-        .collect();
-    assert!(
-        !found.is_empty(),
-        "no series {name} {labels:?}:\n{}",
-        m.text
-    );
-    found.iter().sum()
-}
-
-/// Whether `parent` is up, as the proxy's own `/readyz` says (the metrics registry is
-/// the process's, shared by the proxies of parallel tests).
-async fn is_up(proxy: &Proxy, parent: &str) -> bool {
-    let out = tokio::process::Command::new("curl")
-        .args(["-s", "--noproxy", "*", "--max-time", "10"])
-        .arg(format!("http://{}/readyz", proxy.admin.unwrap()))
-        .output()
-        .await
-        .unwrap();
-    let ready: Value = serde_json::from_slice(&out.stdout).expect("/readyz is JSON");
-    let parents = ready["parents"].as_array().expect("parents");
-    let p = parents
-        .iter()
-        .find(|p| p["name"] == parent)
-        .unwrap_or_else(|| panic!("no parent {parent} in {ready}"));
-    p["up"] == true
-}
-
-/// `GET path` on the admin listener: status code and body.
-async fn admin_get(proxy: &Proxy, path: &str) -> (u16, String) {
-    let out = tokio::process::Command::new("curl")
-        .args([
-            "-s",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "10",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(format!("http://{}{path}", proxy.admin.unwrap()))
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
-}
 
 fn error(rec: &Value) -> &str {
     rec["error"].as_str().unwrap_or("")

@@ -7,10 +7,12 @@
 pub mod browser;
 pub mod parent;
 pub mod process;
+pub mod readback;
 pub mod scrape;
 pub mod signin;
 pub mod throwaway_root;
 pub mod tls;
+pub mod zero_rtt;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
