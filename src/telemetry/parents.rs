@@ -76,26 +76,23 @@ impl StandbyEvent {
 }
 
 impl Metrics {
-    /// Starts a parent's series at zero (see [`Metrics::parent_configured`]).
-    pub fn parent_series(&self, parent: &str, standby: bool, tls: bool) {
+    /// Starts a parent's series at zero (see [`Metrics::parent_configured`]); the standby
+    /// and TLS series too, so a dashboard shows zeros rather than gaps.
+    pub fn parent_series(&self, parent: &str, standby: bool) {
         for class in AttemptClass::ALL {
             let _ = self.counter(|f| &f.parent_attempts, &[parent, class.as_str()]);
         }
         let _ = self.counter(|f| &f.parent_state_changes, &[parent]);
-        if standby {
-            for event in StandbyEvent::ALL {
-                let _ = self.counter(|f| &f.parent_standby, &[parent, event.as_str()]);
-            }
+        for event in StandbyEvent::ALL {
+            let _ = self.counter(|f| &f.parent_standby, &[parent, event.as_str()]);
         }
         if let Some(g) = self.gauge(|f| &f.parent_standby_ready, &[parent]) {
             if !standby {
                 g.set(0);
             }
         }
-        if tls {
-            for kind in ["full", "resumed"] {
-                let _ = self.counter(|f| &f.parent_tls_handshakes, &[parent, kind]);
-            }
+        for kind in ["full", "resumed"] {
+            let _ = self.counter(|f| &f.parent_tls_handshakes, &[parent, kind]);
         }
     }
 

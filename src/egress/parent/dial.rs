@@ -94,10 +94,6 @@ impl Link {
         self.address == p.address && self.dns == dns && tls_same
     }
 
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// Whether a tunnel's `CONNECT` may go in TLS early data on this link.
     pub fn early_data(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.early_data)

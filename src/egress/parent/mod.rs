@@ -175,7 +175,7 @@ impl ParentPool {
         // Only a pool that is built shows up in the metrics.
         for p in &parents {
             metrics().parent_configured(&p.config.name);
-            metrics().parent_series(&p.config.name, p.standby.is_some(), p.link.is_tls());
+            metrics().parent_series(&p.config.name, p.standby.is_some());
         }
         let weights: Vec<u32> = parents.iter().map(|p| p.config.weight).collect();
         Ok(ParentPool {
