@@ -48,30 +48,6 @@ pub struct StatusView {
     pub allowlists: Vec<AllowlistRow>,
 }
 
-/// One security cloud parent.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ParentRow {
-    pub name: String,
-    pub address: String,
-    pub up: bool,
-    pub checks_ok: u64,
-    pub checks_failed: u64,
-    /// Times traffic moved on from this parent to the next one.
-    pub failovers: u64,
-    /// Times this parent was marked down.
-    pub downs: u64,
-    /// While down: since when (seconds since the epoch) and by what.
-    pub down_since: Option<f64>,
-    pub down_by: String,
-    /// The last health check: when, whether it passed, and what failed.
-    pub last_check: Option<(f64, bool, String)>,
-    /// The last failure of a connection through this parent, in words.
-    pub last_error: String,
-    /// Standby connections ready, and how many are kept.
-    pub standby_ready: u64,
-    pub standby_want: u64,
-}
-
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteRow {
     pub route: String,
@@ -172,41 +148,7 @@ pub fn flatten(families: &[prometheus::proto::MetricFamily]) -> Vec<Sample> {
 /// Builds the view from the context (parents, config) and gathered samples.
 pub fn view_from(ctx: &Context, samples: &[Sample], metrics: bool) -> StatusView {
     let m = Samples(samples);
-    let parents = ctx
-        .parents
-        .parents()
-        .iter()
-        .map(|p| {
-            let name = p.config.name.to_string();
-            let checks = m.by("lbo_parent_checks_total", "result", &[("parent", &name)]);
-            let (ok, failed) = checks.iter().fold((0, 0), |(ok, failed), (result, n)| {
-                if matches!(result.as_str(), "success" | "ok" | "up") {
-                    (ok + count(*n), failed)
-                } else {
-                    (ok, failed + count(*n))
-                }
-            });
-            let health = p.health();
-            let (ready, want) = p.standby();
-            ParentRow {
-                address: p.config.address.clone(),
-                up: health.up,
-                checks_ok: ok,
-                checks_failed: failed,
-                failovers: count(m.sum("lbo_parent_failovers_total", &[("parent", &name)])),
-                downs: health.downs,
-                down_since: health.down_since.map(unix),
-                down_by: health.down_by.unwrap_or_default().to_string(),
-                last_check: health
-                    .last_check
-                    .map(|c| (unix(c.at), c.ok, c.error.unwrap_or_default())),
-                last_error: health.last_error.unwrap_or_default(),
-                standby_ready: ready as u64,
-                standby_want: want as u64,
-                name,
-            }
-        })
-        .collect();
+    let parents = parents::rows(ctx, &m);
     let now = unix(SystemTime::now());
     let started = m
         .first("process_start_time_seconds")
@@ -445,7 +387,10 @@ fn process_started() -> Option<f64> {
 
 const CSS: &str = include_str!("style.css");
 
+mod parents;
 mod render;
+
+pub use parents::ParentRow;
 
 pub use render::{duration, human_bytes, number, render};
 
