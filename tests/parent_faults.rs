@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::parent::{FakeParent, FullBacklog, Script};
 use support::readback::{is_up, last, metric};
-use support::{closed_port, curl, dns_server, Lab, Origin, Proxy, Squid};
+use support::{closed_port, curl, dns_server, DnsMode, FaultyDns, Lab, Origin, Proxy, Squid};
 
 const RECORDS: &[(&str, &str)] = &[("direct.test", "127.0.0.1")];
 const SQUID_HOSTS: &[(&str, &str)] = &[("upstream.test", "127.0.0.1")];
@@ -41,6 +41,8 @@ async fn unreached_kinds(dir: &std::path::Path) -> Vec<Unreached> {
     let squid_for_tls = Squid::start(SQUID_HOSTS);
     let (front, ca) = support::tls_front("seccloud.test", squid_for_tls.addr(), dir).await;
     let nxdomain = dns_server(&[]).await;
+    let silent = FaultyDns::start(&[], 60).await;
+    silent.set(DnsMode::Silent);
     vec![
         Unreached {
             kind: "refused",
@@ -91,6 +93,13 @@ async fn unreached_kinds(dir: &std::path::Path) -> Vec<Unreached> {
             _keep: Box::new(()),
         },
         Unreached {
+            kind: "the parents' resolver does not answer",
+            parent: table("seccloud-slow.test:3128", ""),
+            upstream: format!("dns = [\"{}\"]\n", silent.addr),
+            words: "the name seccloud-slow.test was not resolved in time (upstream.dns did not answer)".into(),
+            _keep: Box::new(silent),
+        },
+        Unreached {
             kind: "name does not resolve",
             parent: table("seccloud-gone.test:3128", ""),
             upstream: format!("dns = [\"{nxdomain}\"]\n"),
@@ -119,7 +128,7 @@ async fn what_never_reached_a_parent_fails_over_and_says_what_happened() {
         let proxy = Proxy::start(Lab {
             extra: &second,
             upstream: &upstream,
-            timeouts: "connect = \"1s\"\n",
+            timeouts: "connect = \"1s\"\ndns = \"300ms\"\n",
             ..Lab::on(dns_server(RECORDS).await, port)
         })
         .await;
@@ -154,7 +163,7 @@ async fn what_never_reached_a_parent_fails_over_and_says_what_happened() {
         let proxy = Proxy::start(Lab {
             extra: &parent,
             upstream: &upstream,
-            timeouts: "connect = \"1s\"\n",
+            timeouts: "connect = \"1s\"\ndns = \"300ms\"\n",
             ..Lab::on(dns_server(RECORDS).await, port)
         })
         .await;
@@ -238,6 +247,24 @@ async fn a_broken_reply_is_not_sent_again_and_counts_toward_fall() {
             squid.access_log()
         );
     }
+    // A well-formed answer no proxy gives to a CONNECT: the parent failed, but it is alive
+    // and answering, so it is not counted against it.
+    let odd = FakeParent::start(Script::Reply(b"HTTP/1.1 301 Moved Permanently\r\n\r\n")).await;
+    let proxy = Proxy::start(Lab {
+        parents: vec![("broken-3", odd.address()), ("broken-b", squid.addr())],
+        ..Lab::on(dns_server(RECORDS).await, port)
+    })
+    .await;
+    let r = curl(&proxy, &format!("http://moved.example.test:{port}/"), true).await;
+    assert_eq!(r.connect, 502, "{r:?}");
+    let rec = last(&proxy, 1, "CONNECT").await;
+    assert_eq!(rec["reason"], "parent_failed", "{rec}");
+    assert_eq!(
+        rec["error"],
+        format!("broken-3 failed: it answered 301 Moved Permanently to CONNECT moved.example.test:{port}, which is no proxy's answer")
+    );
+    assert!(is_up(&proxy, "broken-3").await);
+    proxy.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
