@@ -130,6 +130,46 @@ async fn standby_connections_are_recycled_before_the_parent_idles_them_out() {
     proxy.stop().await;
 }
 
+/// A lab whose one parent is Squid behind a TLS front that resumes sessions (and, with
+/// `early`, takes early data), trusted through its CA; `tls_early_data` as `early`.
+struct TlsLab {
+    name: &'static str,
+    origin: Origin,
+    squid: Squid,
+    front: ZeroRttFront,
+    proxy: Proxy,
+    _certs: tempfile::TempDir,
+}
+
+impl TlsLab {
+    async fn start(name: &'static str, early: bool) -> TlsLab {
+        let origin = Origin::start().await;
+        let squid = Squid::start(SQUID_HOSTS);
+        let certs = tempfile::tempdir().unwrap();
+        let backend = squid.addr().parse().unwrap();
+        let front = ZeroRttFront::start("seccloud.test", backend, certs.path(), early).await;
+        let tls = format!(
+            "tls = true\ntls_server_name = \"seccloud.test\"\ntls_ca_file = \"{}\"\n{}",
+            front.ca.display(),
+            if early { "tls_early_data = true\n" } else { "" }
+        );
+        let extra = parent(name, &front.addr.to_string(), &tls);
+        let proxy = Proxy::start(Lab {
+            extra: &extra,
+            ..Lab::on(dns_server(RECORDS).await, origin.port())
+        })
+        .await;
+        TlsLab {
+            name,
+            origin,
+            squid,
+            front,
+            proxy,
+            _certs: certs,
+        }
+    }
+}
+
 /// Opens the `n`th tunnel and says whether its parent's TLS session was resumed.
 async fn resumed(proxy: &Proxy, origin: &Origin, parent: &str, n: &mut usize) -> bool {
     *n += 1;
@@ -143,27 +183,15 @@ async fn resumed(proxy: &Proxy, origin: &Origin, parent: &str, n: &mut usize) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_sessions_to_a_parent_are_resumed_across_reloads_that_keep_its_tls() {
-    let origin = Origin::start().await;
-    let squid = Squid::start(SQUID_HOSTS);
-    let certs = tempfile::tempdir().unwrap();
-    let front = ZeroRttFront::start(
-        "seccloud.test",
-        squid.addr().parse().unwrap(),
-        certs.path(),
-        false,
-    )
-    .await;
-    let name = "resumed-a";
-    let tls = format!(
-        "tls = true\ntls_server_name = \"seccloud.test\"\ntls_ca_file = \"{}\"\n",
-        front.ca.display()
-    );
-    let extra = parent(name, &front.addr.to_string(), &tls);
-    let proxy = Proxy::start(Lab {
-        extra: &extra,
-        ..Lab::on(dns_server(RECORDS).await, origin.port())
-    })
-    .await;
+    // Every part bound: what a pattern leaves out is dropped (Squid killed) at once.
+    let TlsLab {
+        name,
+        origin,
+        squid: _squid,
+        front,
+        proxy,
+        _certs,
+    } = TlsLab::start("resumed-a", false).await;
     let mut n = 0;
     assert!(
         !resumed(&proxy, &origin, name, &mut n).await,
@@ -197,27 +225,14 @@ async fn tls_sessions_to_a_parent_are_resumed_across_reloads_that_keep_its_tls()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_tls_early_data_a_resumed_connect_goes_in_the_first_flight() {
-    let origin = Origin::start().await;
-    let squid = Squid::start(SQUID_HOSTS);
-    let certs = tempfile::tempdir().unwrap();
-    let front = ZeroRttFront::start(
-        "seccloud.test",
-        squid.addr().parse().unwrap(),
-        certs.path(),
-        true,
-    )
-    .await;
-    let name = "early-a";
-    let tls = format!(
-        "tls = true\ntls_server_name = \"seccloud.test\"\ntls_ca_file = \"{}\"\ntls_early_data = true\n",
-        front.ca.display()
-    );
-    let extra = parent(name, &front.addr.to_string(), &tls);
-    let proxy = Proxy::start(Lab {
-        extra: &extra,
-        ..Lab::on(dns_server(RECORDS).await, origin.port())
-    })
-    .await;
+    let TlsLab {
+        origin,
+        squid,
+        front,
+        proxy,
+        _certs,
+        ..
+    } = TlsLab::start("early-a", true).await;
     tunnel(&proxy, &origin, "first").await;
     tunnel(&proxy, &origin, "second").await;
     let rec = last(&proxy, 2, "CONNECT").await;

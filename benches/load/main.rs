@@ -22,6 +22,11 @@
 //! `LBO_BENCH_CALLGRIND` (set: lbo-proxy runs under callgrind, and its instructions per
 //! short tunnel are printed; use it with `LBO_BENCH_WORKLOADS=short`).
 
+#[path = "../common/child.rs"]
+mod child;
+#[path = "../common/squid.rs"]
+mod squid;
+
 mod bare;
 mod bare_splice;
 mod dns;

@@ -2,11 +2,13 @@
 //! release binary cargo built with this bench), the bare relay, Debian's Squid and
 //! tinyproxy. Killed by PID on drop.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::child::{free_port, log_file, wait_ready};
+use crate::squid;
 use crate::workloads::{source_address, SOURCES};
 
 /// Name the allowlist breaks out (direct to the origin).
@@ -119,9 +121,7 @@ pub fn bare(mode: &str) -> Proxy {
 
 /// Squid, if installed; with `parent`, every request goes through it.
 pub fn squid(parent: Option<SocketAddr>, max_fds: usize) -> Option<Proxy> {
-    let bin = ["/usr/sbin/squid", "/usr/bin/squid"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())?;
+    let bin = squid::bin()?;
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))
@@ -135,12 +135,6 @@ pub fn squid(parent: Option<SocketAddr>, max_fds: usize) -> Option<Proxy> {
     }
     std::fs::write(d.join("hosts"), hosts).expect("hosts file");
     let port = free_port();
-    // SAFETY: geteuid has no preconditions.
-    let user = if unsafe { libc::geteuid() } == 0 {
-        "cache_effective_user proxy\n"
-    } else {
-        ""
-    };
     let parent = parent.map_or(String::new(), |p| {
         format!(
             "cache_peer {} parent {} 0 no-query no-digest default\nnever_direct allow all\n",
@@ -148,31 +142,8 @@ pub fn squid(parent: Option<SocketAddr>, max_fds: usize) -> Option<Proxy> {
             p.port()
         )
     });
-    let conf = format!(
-        "http_port 127.0.0.1:{port}\n\
-         http_access allow all\n\
-         cache deny all\n\
-         access_log none\n\
-         cache_log {d}/cache.log\n\
-         pid_filename {d}/squid.pid\n\
-         hosts_file {d}/hosts\n\
-         dns_nameservers 127.0.0.1\n\
-         coredump_dir {d}\n\
-         shutdown_lifetime 0 seconds\n\
-         pinger_enable off\n\
-         visible_hostname bench\n\
-         max_filedescriptors {max_fds}\n\
-         {parent}{user}",
-        d = d.display()
-    );
-    std::fs::write(d.join("squid.conf"), conf).expect("squid.conf");
-    let child = Command::new(bin)
-        .args(["-N", "-n", &format!("lbobench{port}"), "-f"])
-        .arg(d.join("squid.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting squid");
+    let extra = format!("max_filedescriptors {max_fds}\n{parent}");
+    let child = squid::spawn(bin, d, port, &extra);
     Some(ready(child, dir, port, "cache.log"))
 }
 
@@ -237,34 +208,9 @@ pub fn version(bin: &str) -> String {
         .unwrap_or_default()
 }
 
-fn log_file(dir: &Path, name: &str) -> Stdio {
-    std::fs::File::create(dir.join(name)).map_or(Stdio::null(), Stdio::from)
-}
-
-/// A loopback port free a moment ago (the proxies take their port from a config file).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Waits (at most 30 s) until the child accepts on `port`.
 fn ready(mut child: Child, dir: tempfile::TempDir, port: u16, log: &str) -> Proxy {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(addr).is_err() {
-        let exited = child.try_wait().ok().flatten();
-        if exited.is_some() || Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "proxy did not start ({exited:?}):\n{}",
-                std::fs::read_to_string(dir.path().join(log)).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let addr = wait_ready(&mut child, port, &dir.path().join(log));
     Proxy {
         addr,
         pid: child.id(),

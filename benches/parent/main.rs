@@ -18,6 +18,10 @@
 //! --all-targets` runs it) it takes a few samples a row. `LBO_BENCH_RTT_MS` sets the
 //! round trip (default 10).
 
+#[path = "../common/child.rs"]
+mod child;
+#[path = "../common/squid.rs"]
+mod squid;
 #[path = "../../tests/support/zero_rtt.rs"]
 mod zero_rtt;
 

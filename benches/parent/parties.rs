@@ -3,10 +3,12 @@
 //! binary cargo built with this bench) and Squid as the appliance, with a parent behind
 //! the WAN emulator. Child processes are killed by PID on drop.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use crate::child::{free_port, log_file, wait_ready};
+use crate::squid;
 
 pub struct Process {
     pub addr: SocketAddr,
@@ -46,14 +48,8 @@ pub fn certificate(name: &str, dir: &Path) -> (PathBuf, PathBuf) {
     (c, k)
 }
 
-fn squid_bin() -> Option<&'static str> {
-    ["/usr/sbin/squid", "/usr/bin/squid"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
 pub fn squid_installed() -> bool {
-    squid_bin().is_some()
+    squid::bin().is_some()
 }
 
 /// The security cloud: Squid with a plain `http_port` and an `https_port` (its own TLS,
@@ -90,43 +86,14 @@ pub fn squid_child(parent: SocketAddr, standby: usize, tls: Option<&Path>) -> Pr
 }
 
 fn squid(extra: &str) -> Process {
-    let bin = squid_bin().expect("squid is installed");
+    let bin = squid::bin().expect("squid is installed");
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))
         .expect("temp dir mode");
     std::fs::write(d.join("hosts"), "127.0.0.1 bench-client seccloud.test\n").expect("hosts");
     let port = free_port();
-    // SAFETY: geteuid has no preconditions.
-    let user = if unsafe { libc::geteuid() } == 0 {
-        "cache_effective_user proxy\n"
-    } else {
-        ""
-    };
-    let conf = format!(
-        "http_port 127.0.0.1:{port}\n\
-         http_access allow all\n\
-         cache deny all\n\
-         access_log none\n\
-         cache_log {d}/cache.log\n\
-         pid_filename {d}/squid.pid\n\
-         hosts_file {d}/hosts\n\
-         dns_nameservers 127.0.0.1\n\
-         coredump_dir {d}\n\
-         shutdown_lifetime 0 seconds\n\
-         pinger_enable off\n\
-         visible_hostname bench\n\
-         {extra}{user}",
-        d = d.display()
-    );
-    std::fs::write(d.join("squid.conf"), conf).expect("squid.conf");
-    let child = Command::new(bin)
-        .args(["-N", "-n", &format!("lboparent{port}"), "-f"])
-        .arg(d.join("squid.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting squid");
+    let child = squid::spawn(bin, d, port, extra);
     ready(child, dir, port, "cache.log")
 }
 
@@ -178,35 +145,15 @@ pub fn lbo(parent: &LboParent<'_>) -> Process {
         .args(["run", "--config"])
         .arg(&path)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("stderr.log")).map_or(Stdio::null(), Stdio::from))
+        .stderr(log_file(d, "stderr.log"))
         .spawn()
         .expect("starting lbo-proxy");
     ready(child, dir, port, "stderr.log")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Waits (at most 30 s) until the child accepts on `port`.
 fn ready(mut child: Child, dir: tempfile::TempDir, port: u16, log: &str) -> Process {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        let exited = child.try_wait().ok().flatten();
-        if exited.is_some() || Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "did not start ({exited:?}):\n{}",
-                std::fs::read_to_string(dir.path().join(log)).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let addr = wait_ready(&mut child, port, &dir.path().join(log));
     Process {
         addr,
         child,

@@ -36,7 +36,7 @@ pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 const MIN_BUF_SIZE: usize = 8192;
 
 /// The `Via` token this appliance adds.
-pub(super) const VIA: &str = "1.1 lbo-proxy";
+const VIA: &str = "1.1 lbo-proxy";
 
 /// How requests on a connection name their destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,23 +327,32 @@ async fn send(
     let sent = kept.sender.send_request(req).await;
     *idle_hop.lock().await = Some(Kept::Direct(kept));
     match sent {
-        Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .append(header::VIA, HeaderValue::from_static(VIA));
-            rec.end(CloseReason::Finished, Some(parts.status.as_u16()));
-            let logged = LoggedBody {
-                inner: body,
-                rec: Some(rec),
-                up,
-                down: 0,
-            };
-            Response::from_parts(parts, logged.boxed())
-        }
+        Ok(resp) => passed_on(rec, resp, CloseReason::Finished, up),
         Err(e) => next_hop_failed(rec, e, &up),
     }
+}
+
+/// The next hop's response on its way to the client: hop-by-hop headers out, `Via` in;
+/// the record, ended with `reason`, is written when the body is done.
+pub(super) fn passed_on(
+    mut rec: Recorder,
+    resp: Response<Incoming>,
+    reason: CloseReason,
+    up: Arc<BodyState>,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .append(header::VIA, HeaderValue::from_static(VIA));
+    rec.end(reason, Some(parts.status.as_u16()));
+    let logged = LoggedBody {
+        inner: body,
+        rec: Some(rec),
+        up,
+        down: 0,
+    };
+    Response::from_parts(parts, logged.boxed())
 }
 
 /// The answer to a client that must authenticate: a 407 carries the challenge; a
@@ -504,7 +513,7 @@ pub(super) fn outbound_request(
 
 /// Removes the headers that belong to one connection only (RFC 9110 §7.6.1), including
 /// those the `Connection` header names. Client credentials for this proxy never travel on.
-pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -577,11 +586,11 @@ impl Body for CountingBody {
 }
 
 /// The response body on its way back; its record is written when the body is done.
-pub(super) struct LoggedBody {
-    pub(super) inner: Incoming,
-    pub(super) rec: Option<Recorder>,
-    pub(super) up: Arc<BodyState>,
-    pub(super) down: u64,
+struct LoggedBody {
+    inner: Incoming,
+    rec: Option<Recorder>,
+    up: Arc<BodyState>,
+    down: u64,
 }
 
 impl LoggedBody {

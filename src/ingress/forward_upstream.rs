@@ -5,14 +5,11 @@
 
 use std::sync::atomic::Ordering;
 
-use http::header::{self, HeaderValue};
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::forward::{
-    bad_framing, not_forwardable, outbound_request, refusal, strip_hop_by_hop, IdleHop, Kept,
-    LoggedBody, ProxyBody, VIA,
+    bad_framing, not_forwardable, outbound_request, passed_on, refusal, IdleHop, Kept, ProxyBody,
 };
 use super::tunnel::Refusal;
 use crate::outcome::{millis, CloseReason, Recorder};
@@ -43,23 +40,11 @@ pub(super) async fn forward(
             o.parent_tls_resumed = a.tls_resumed;
             o.connect_ms = a.connect.map(millis);
             *idle_hop.lock().await = Some(Kept::Upstream(a.kept));
-            let (mut parts, body) = a.response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .append(header::VIA, HeaderValue::from_static(VIA));
             let reason = match a.class {
                 AttemptClass::OriginError => CloseReason::ParentOriginError,
                 _ => CloseReason::Finished,
             };
-            rec.end(reason, Some(parts.status.as_u16()));
-            let logged = LoggedBody {
-                inner: body,
-                rec: Some(rec),
-                up,
-                down: 0,
-            };
-            Response::from_parts(parts, logged.boxed())
+            passed_on(rec, a.response, reason, up)
         }
         Err(e) => {
             rec.get().error = Some(e.to_string());

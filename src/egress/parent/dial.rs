@@ -372,15 +372,7 @@ mod tests {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = probe.local_addr().unwrap();
         drop(probe);
-        let p = |address: String| ParentConfig {
-            name: Arc::from("p"),
-            address,
-            tls: None,
-            proxy_authorization: None,
-            weight: 1,
-            standby: 0,
-            standby_max_idle: Duration::from_secs(30),
-        };
+        let p = |address: String| super::super::tests::parent("p", address);
         let link = Link::new(&p(addr.to_string()), &[], 1).unwrap();
         let e = link
             .dial(None, Duration::from_secs(1), false)

@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::*;
 use crate::config::{Balance, HealthCheck, ParentConfig, Timeouts, UpstreamConfig};
 
-fn parent(name: &str, address: String) -> ParentConfig {
+/// A plain parent with the defaults.
+pub(super) fn parent(name: &str, address: String) -> ParentConfig {
     ParentConfig {
         name: Arc::from(name),
         address,
