@@ -281,10 +281,15 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     } else {
         for p in &config.upstream.parents {
             println!(
-                "security cloud parent: {} {}{}",
+                "security cloud parent: {} {}{}{}",
                 p.name,
                 p.address,
-                if p.tls.is_some() { " (tls)" } else { "" }
+                if p.tls.is_some() { " (tls)" } else { "" },
+                if p.standby > 0 {
+                    format!(", {} standby", p.standby)
+                } else {
+                    String::new()
+                }
             );
         }
     }

@@ -165,6 +165,13 @@ impl ParentPool {
                     return Sent::NotTaken(req, opened.reused);
                 }
                 let e = e.into_error();
+                if e.is_user() {
+                    // The client's request body failed on its way: nobody's fault upstream.
+                    return Sent::Answered(Err(ConnectError::ParentFailed {
+                        parent: name.to_string(),
+                        detail: format!("the request body of {what} broke off ({e})"),
+                    }));
+                }
                 let detail = format!(
                     "{} after it had {what}; it was not sent again",
                     hyper_words(&e)
