@@ -84,6 +84,8 @@ async fn serve(tcp: TcpStream, config: Arc<ServerConfig>, backend: SocketAddr, c
     let mut tbuf = vec![0u8; 16 * 1024];
     let mut ubuf = vec![0u8; 16 * 1024];
     let mut counted = false;
+    let mut backend_done = false;
+    let mut client_done = false;
     loop {
         while conn.wants_write() {
             let mut out = Vec::new();
@@ -98,9 +100,21 @@ async fn serve(tcp: TcpStream, config: Arc<ServerConfig>, backend: SocketAddr, c
                 counts.resumed.fetch_add(1, Ordering::SeqCst);
             }
         }
+        if client_done && backend_done {
+            return;
+        }
         tokio::select! {
-            n = tr.read(&mut tbuf) => {
-                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
+            n = tr.read(&mut tbuf), if !client_done => {
+                let n = match n {
+                    Ok(n) if n > 0 => n,
+                    // The client is gone: what the backend still sends is for nobody, but
+                    // its end is awaited so the close below is clean.
+                    _ => {
+                        client_done = true;
+                        let _ = uw.shutdown().await;
+                        continue;
+                    }
+                };
                 let mut rd = &tbuf[..n];
                 while !rd.is_empty() {
                     if conn.read_tls(&mut rd).is_err() || conn.process_new_packets().is_err() {
@@ -114,9 +128,14 @@ async fn serve(tcp: TcpStream, config: Arc<ServerConfig>, backend: SocketAddr, c
                         }
                     }
                     let mut chunk = [0u8; 4096];
+                    let mut closed = false;
                     loop {
                         match conn.reader().read(&mut chunk) {
-                            Ok(0) => break,
+                            // close_notify: the client is done sending.
+                            Ok(0) => {
+                                closed = true;
+                                break;
+                            }
                             Ok(k) => plain.extend_from_slice(&chunk[..k]),
                             Err(_) => break,
                         }
@@ -124,18 +143,24 @@ async fn serve(tcp: TcpStream, config: Arc<ServerConfig>, backend: SocketAddr, c
                     if !plain.is_empty() && uw.write_all(&plain).await.is_err() {
                         return;
                     }
+                    if closed {
+                        let _ = uw.shutdown().await;
+                    }
                 }
             }
-            n = ur.read(&mut ubuf) => {
-                let n = match n { Ok(0) | Err(_) => { conn.send_close_notify(); 0 } Ok(n) => n };
-                if n == 0 {
-                    let mut out = Vec::new();
-                    let _ = conn.write_tls(&mut out);
-                    let _ = tw.write_all(&out).await;
-                    return;
-                }
-                if conn.writer().write_all(&ubuf[..n]).is_err() {
-                    return;
+            n = ur.read(&mut ubuf), if !backend_done => {
+                match n {
+                    Ok(n) if n > 0 => {
+                        if conn.writer().write_all(&ubuf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    // The backend is done: say so in TLS, then wait for the client to close
+                    // (closing first would reset what it still sends).
+                    _ => {
+                        backend_done = true;
+                        conn.send_close_notify();
+                    }
                 }
             }
         }

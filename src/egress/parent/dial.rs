@@ -295,6 +295,12 @@ fn tls_words(e: &std::io::Error, tls: &TlsLink) -> String {
             }
             C::Revoked => "the parent's certificate is revoked".into(),
             C::BadSignature => "the parent's certificate has a bad signature".into(),
+            // webpki's own reasons (a CA used as the server's certificate…) come as
+            // `Other`, whose text is the reason's name.
+            C::Other(reason) => format!(
+                "the parent's certificate was refused: {}",
+                camel_words(&reason.to_string())
+            ),
             other => format!(
                 "the parent's certificate was refused: {}",
                 camel_words(&format!("{other:?}"))
