@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// The access log as evidence: the key that signs its checkpoints, and verification.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Write the auditor's report (外部監査): configuration, sources with SHA-256, and
     /// fail-closed evidence from the decision function. Exits non-zero on any FAILURE.
     Audit {
@@ -147,6 +152,29 @@ enum CaCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Create the Ed25519 key pair for log.signing_key: the private key (mode 0600, to
+    /// stay on this appliance) and the public key (for whoever verifies). Never overwrites.
+    Keygen {
+        #[arg(long, default_value = "log-signing.key")]
+        key: PathBuf,
+        /// Default: the key's path with .pub added.
+        #[arg(long, name = "pub")]
+        public: Option<PathBuf>,
+    },
+    /// Check access-log files (rotated ones too, gzip included, in any order): report
+    /// every line missing, altered, moved, cut or not covered by a signature, with its
+    /// seq range. Exits non-zero on any.
+    Verify {
+        /// Public key(s) the checkpoints may be signed with (from `log keygen`).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DiffFormat {
     Text,
@@ -178,6 +206,7 @@ fn main() -> ExitCode {
             command: CaCommand::Init { cert, key, name },
         } => ca_init(&cert, &key, &name),
         Command::Pac { config, segment } => pac(config, segment),
+        Command::Log { command } => log_command(command),
         Command::Audit {
             config,
             profile,
@@ -504,4 +533,50 @@ fn ca_init(cert: &std::path::Path, key: &std::path::Path, name: &str) -> anyhow:
         key = key.display(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn log_command(command: LogCommand) -> anyhow::Result<ExitCode> {
+    use lbo_proxy::access_log::{keys, verify};
+    match command {
+        LogCommand::Keygen { key, public } => {
+            let public = public.unwrap_or_else(|| {
+                let mut p = key.clone().into_os_string();
+                p.push(".pub");
+                PathBuf::from(p)
+            });
+            let made = keys::generate(&key, &public)?;
+            eprintln!(
+                "Created {key} (private, mode 0600) and {public} (public).\n\
+                 Fingerprint: {fp}\n\
+                 - Set [log] signing_key = \"{key}\" and make the file readable by the service only (chown root:lbo-proxy, chmod 0640).\n\
+                 - Give {public} to whoever verifies the log (the auditor); keep a copy off this appliance.\n\
+                 - Verify: lbo-proxy log verify --key {public} /var/log/lbo-proxy/access.log*",
+                key = key.display(),
+                public = public.display(),
+                fp = made.fingerprint(),
+            );
+            println!("{}", made.fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        LogCommand::Verify {
+            keys: key_files,
+            files,
+        } => {
+            let keys = key_files
+                .iter()
+                .map(|k| keys::PublicKey::load(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let inputs = files
+                .iter()
+                .map(|f| verify::Input::read(f).with_context(|| format!("reading {}", f.display())))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let report = verify::verify(&inputs, &keys);
+            print!("{report}");
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }

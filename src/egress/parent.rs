@@ -296,7 +296,7 @@ enum Failure {
 fn failed(parent: &Parent, e: std::io::Error) -> ConnectError {
     ConnectError::ParentFailed {
         parent: parent.config.name.to_string(),
-        detail: e.to_string(),
+        detail: crate::error_text::io(&e),
     }
 }
 

@@ -81,7 +81,7 @@ impl Resolver {
             Ok(Err(e)) if timed_out(&e) => Err(ConnectError::DnsTimeout(name.to_string())),
             Ok(Err(e)) => Err(ConnectError::DnsFailed {
                 name: name.to_string(),
-                detail: e.to_string(),
+                detail: crate::error_text::dns(&e),
             }),
             Ok(Ok(found)) => {
                 let ips: Arc<[IpAddr]> = found.iter().collect();
