@@ -71,7 +71,8 @@ pub fn lbo(o: Lbo<'_>) -> Proxy {
          [[profile]]\nname = \"bench\"\ndirect = [\"bench\"]\n\
          [[segment]]\nname = \"bench\"\nnetworks = [\"127.0.0.0/8\"]\nprofile = \"bench\"\n\
          [limits]\nmax_connections = {max}\n\
-         [log]\naccess = \"{log}\"\n",
+         [log]\naccess = \"{log}\"\n\
+         [state]\ndir = \"state\"\n",
         dns = o.dns,
         max = o.max_connections,
         log = if o.access_log { "access.log" } else { "off" },

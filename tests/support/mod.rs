@@ -540,6 +540,8 @@ connect = "3s"
 {timeouts}
 [log]
 access = "access.log"
+[state]
+dir = "state"
 {extra}
 "#,
             dns = lab.dns,
