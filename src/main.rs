@@ -170,6 +170,10 @@ enum LogCommand {
         /// Public key(s) the checkpoints may be signed with (from `log keygen`).
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
+        /// Order every line by its seq first: for a SIEM's export of what it received
+        /// over several connections (reordering is then not reported).
+        #[arg(long)]
+        by_seq: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -560,6 +564,7 @@ fn log_command(command: LogCommand) -> anyhow::Result<ExitCode> {
         }
         LogCommand::Verify {
             keys: key_files,
+            by_seq,
             files,
         } => {
             let keys = key_files
@@ -570,7 +575,12 @@ fn log_command(command: LogCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|f| verify::Input::read(f).with_context(|| format!("reading {}", f.display())))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let report = verify::verify(&inputs, &keys);
+            let order = if by_seq {
+                verify::Order::BySeq
+            } else {
+                verify::Order::AsWritten
+            };
+            let report = verify::verify_in(&inputs, &keys, order);
             print!("{report}");
             Ok(if report.ok() {
                 ExitCode::SUCCESS

@@ -143,8 +143,14 @@ async fn logrotate_with_the_shipped_snippet_and_sigusr1_loses_no_line() {
     let old = lines(&rotated[0]);
     let new = lines(&log);
     let last = old.last().unwrap();
-    assert_eq!((&last["event"], &last["kind"]), (&"checkpoint".into(), &"rotate".into()));
-    assert_eq!((&new[0]["event"], &new[0]["kind"]), (&"checkpoint".into(), &"open".into()));
+    assert_eq!(
+        (&last["event"], &last["kind"]),
+        (&"checkpoint".into(), &"rotate".into())
+    );
+    assert_eq!(
+        (&new[0]["event"], &new[0]["kind"]),
+        (&"checkpoint".into(), &"open".into())
+    );
     assert_eq!(new[0]["seq"].as_u64(), last["seq"].as_u64().map(|s| s + 1));
     assert_eq!(new[0]["prev"], last["chain"]);
 }
@@ -441,7 +447,9 @@ async fn a_sink_nobody_reads_does_not_stall_tunnels_and_every_lost_line_is_repor
         .sum("lbo_access_log_queue_depth", &[]);
     assert_eq!(depth, 4.0);
     assert!(
-        proxy.log().contains("records are being lost (the queue is full)"),
+        proxy
+            .log()
+            .contains("records are being lost (the queue is full)"),
         "{}",
         proxy.log()
     );

@@ -205,9 +205,25 @@ struct Line {
     fields: Fields,
 }
 
+/// How lines are put in order before the walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Files by their first `seq`, lines as they are in each file: a line out of place is
+    /// a finding.
+    AsWritten,
+    /// Every line by its `seq`: for a SIEM's export of what it received over several
+    /// connections, which may interleave. Reordering is then not a finding (a number
+    /// twice still is).
+    BySeq,
+}
+
 /// Verifies `inputs` (in any order: they are walked by their first `seq`) against the
 /// public keys that may have signed.
 pub fn verify(inputs: &[Input], keys: &[PublicKey]) -> Report {
+    verify_in(inputs, keys, Order::AsWritten)
+}
+
+pub fn verify_in(inputs: &[Input], keys: &[PublicKey], order: Order) -> Report {
     let mut report = Report::default();
     // Parse, then order the files by their first number.
     let mut files: Vec<(String, Vec<Result<Line, At>>)> = inputs
@@ -235,6 +251,16 @@ pub fn verify(inputs: &[Input], keys: &[PublicKey]) -> Report {
             .iter()
             .find_map(|l| l.as_ref().ok().map(|l| l.fields.seq))
     });
+    if order == Order::BySeq {
+        let name = files
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let mut all: Vec<Result<Line, At>> = files.into_iter().flat_map(|(_, l)| l).collect();
+        all.sort_by_key(|l| l.as_ref().map_or(u64::MAX, |l| l.fields.seq));
+        files = vec![(format!("{name} (by seq)"), all)];
+    }
 
     let mut walk = Walk::default();
     for (name, lines) in &files {
@@ -806,6 +832,25 @@ mod tests {
             r.problems
                 .iter()
                 .any(|p| matches!(p, Problem::Unanchored { seq: 4, .. })),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn a_siem_export_is_checked_by_seq() {
+        let (log, _) = rotated();
+        let mut lines = log.lines.clone();
+        lines.swap(2, 4);
+        let inputs = [log.input("siem", &lines)];
+        assert!(!verify(&inputs, &[log.public]).ok());
+        let r = verify_in(&inputs, &[log.public], Order::BySeq);
+        assert!(r.ok(), "{r}");
+        lines.push(lines[3].clone());
+        let r = verify_in(&[log.input("siem", &lines)], &[log.public], Order::BySeq);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| matches!(p, Problem::Reordered { .. })),
             "{r}"
         );
     }

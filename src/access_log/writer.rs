@@ -452,7 +452,9 @@ impl Writer {
                 );
                 self.shared.ledger.lost(lost, &why);
             } else if written < n {
-                tracing::warn!(sink = %self.sink.name(), "access log: a checkpoint or report could not be written: {}", crate::error_text::io(e));
+                // The loss of records is what the service log warns about (rate-limited);
+                // a report that failed stays pending and is tried again.
+                tracing::debug!(sink = %self.sink.name(), "access log: a checkpoint or report could not be written: {}", crate::error_text::io(e));
             }
         } else if lost > 0 {
             self.shared.ledger.lost(lost, "the sink gave up");

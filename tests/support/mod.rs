@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod collector;
 pub mod process;
 pub mod scrape;
 pub mod signin;
