@@ -281,7 +281,7 @@ impl AccessLog {
             ..Saved::default()
         };
         lost.save_into(&mut saved);
-        let written = books.state.as_mut().map(|s| s.save(&saved));
+        let written = books.state.take().map(|mut s| s.save(&saved));
         match written {
             Some(Ok(())) => tracing::error!(
                 lost = lost.count,
@@ -294,5 +294,146 @@ impl AccessLog {
                 lost.count
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{AccessLogConfig, AccessLogTarget, StateConfig, SyncMode};
+
+    fn config(target: AccessLogTarget) -> AccessLogConfig {
+        AccessLogConfig {
+            target,
+            queue: 64,
+            sync: SyncMode::Batch,
+            checkpoint_interval: Duration::from_secs(600),
+            signing_key: None,
+        }
+    }
+
+    fn state(dir: &Path) -> StateConfig {
+        StateConfig {
+            dir: dir.join("state"),
+            explicit: true,
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// /dev/full refuses every write: the records and their report are lost, the count
+    /// goes to the state file, and the next run, on a disk with room, reports it.
+    #[tokio::test]
+    async fn a_count_that_cannot_be_written_at_shutdown_is_reported_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = AccessLogTarget::File("/dev/full".into());
+        let log = AccessLog::start(&config(full), &state(dir.path())).unwrap();
+        for _ in 0..5 {
+            log.write(Outcome::default());
+        }
+        log.close().await;
+        let path = dir.path().join("access.log");
+        let log = AccessLog::start(
+            &config(AccessLogTarget::File(path.clone())),
+            &state(dir.path()),
+        )
+        .unwrap();
+        log.close().await;
+        let l = lines(&path);
+        let kinds: Vec<&str> = l.iter().map(|v| v["event"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["checkpoint", "records_lost", "checkpoint"], "{l:?}");
+        assert_eq!(l[0]["previous_stop"], "clean");
+        assert_eq!(l[1]["count"], 5);
+        // Nothing was written by the first run: its numbers were given back.
+        assert_eq!(l[0]["seq"], 1);
+    }
+
+    /// A clean restart goes on with the next number and chains to the stop checkpoint;
+    /// a reload that changes the sink keeps the numbering too.
+    #[tokio::test]
+    async fn numbering_and_chain_go_on_across_restarts_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+        let log = AccessLog::start(
+            &config(AccessLogTarget::File(a.clone())),
+            &state(dir.path()),
+        )
+        .unwrap();
+        log.write(Outcome::default());
+        log.close().await;
+        let log = AccessLog::start(
+            &config(AccessLogTarget::File(a.clone())),
+            &state(dir.path()),
+        )
+        .unwrap();
+        log.write(Outcome::default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log.reconfigure(&config(AccessLogTarget::File(b.clone())))
+            .unwrap();
+        log.write(Outcome::default());
+        log.close().await;
+        let mut all = lines(&a);
+        all.extend(lines(&b));
+        let seqs: Vec<u64> = all.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{all:?}");
+        for pair in all.windows(2) {
+            if pair[1]["event"] == "checkpoint" {
+                assert_eq!(pair[1]["prev"], pair[0]["chain"]);
+            }
+        }
+        let kinds: Vec<String> = all
+            .iter()
+            .map(|v| v["kind"].as_str().unwrap_or("record").to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["start", "record", "stop", "start", "record", "rotate", "open", "record", "stop"]
+        );
+        assert_eq!(all[3]["previous_stop"], "clean");
+        let inputs = [
+            verify::Input::read(&a).unwrap(),
+            verify::Input::read(&b).unwrap(),
+        ];
+        let r = verify::verify(&inputs, &[]);
+        // No key: every checkpoint is unsigned, and nothing else is wrong.
+        assert!(
+            r.problems.iter().all(|p| matches!(
+                p,
+                verify::Problem::BadCheckpoint { .. } | verify::Problem::Unsigned { .. }
+            )),
+            "{r}"
+        );
+    }
+
+    /// The default state directory may be missing: the log runs, and says so.
+    #[tokio::test]
+    async fn without_a_state_directory_the_log_runs_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, "").unwrap();
+        let path = dir.path().join("a.log");
+        let state = StateConfig {
+            dir: blocked.join("state"),
+            explicit: false,
+        };
+        let log = AccessLog::start(&config(AccessLogTarget::File(path.clone())), &state).unwrap();
+        log.close().await;
+        assert_eq!(lines(&path)[0]["previous_stop"], "state_unavailable");
+        let explicit = StateConfig {
+            explicit: true,
+            ..state
+        };
+        let e = AccessLog::start(&config(AccessLogTarget::File(path)), &explicit)
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("state directory"), "{e:#}");
     }
 }

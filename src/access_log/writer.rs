@@ -358,6 +358,10 @@ impl Writer {
             return;
         }
         self.save_state(true);
+        // Unlocked: a next writer (the next run, a test) may take the state.
+        if let Ok(mut b) = self.shared.books.lock() {
+            b.state = None;
+        }
         let pending = self.shared.ledger.pending();
         if pending > 0 {
             tracing::error!(
