@@ -147,8 +147,10 @@ pub fn looks_like_debug(text: &str) -> bool {
                 i += 1;
             }
             let word = &b[start..i];
-            // IPv4 and IPv6 are words, not type names.
+            // Words of the trade, not type names.
             let camel = !word.starts_with(b"IPv")
+                && word != b"ClientHello"
+                && word != b"ServerHello"
                 && word.iter().skip(1).any(u8::is_ascii_uppercase)
                 && word.iter().any(u8::is_ascii_lowercase);
             let next = b.get(i).copied();
@@ -237,6 +239,7 @@ mod tests {
             "TLS alert 200",
             "closed at accept: access.unknown_client = close",
             "no IPv6 address allowed",
+            "ClientHello names evil.example.net, which goes upstream (not_allowlisted)",
         ] {
             assert!(!looks_like_debug(plain), "{plain}");
         }

@@ -78,6 +78,40 @@ impl Blame {
 }
 
 impl CloseReason {
+    /// Every reason, in the enum's order (docs/access-log.md has an example of each).
+    pub const ALL: [CloseReason; 27] = {
+        use CloseReason::*;
+        [
+            Finished,
+            IdleTimeout,
+            ClientError,
+            ServerError,
+            Shutdown,
+            Denied,
+            BadRequest,
+            HeadTimeout,
+            HeadTooLarge,
+            DnsFailed,
+            DnsTimeout,
+            InternalAddress,
+            ConnectFailed,
+            ConnectTimeout,
+            NoParent,
+            ParentsDown,
+            ParentRefused,
+            ParentFailed,
+            Cancelled,
+            SniMismatch,
+            TooManyHeaders,
+            ConnectionLimit,
+            ClientConnectionLimit,
+            TunnelLifetime,
+            AuthRequired,
+            InterceptRefused,
+            InterceptFailed,
+        ]
+    };
+
     /// The snake_case name, as in the access log; also the `reason` metric label.
     pub fn as_str(self) -> &'static str {
         use CloseReason::*;
