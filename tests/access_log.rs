@@ -505,3 +505,113 @@ async fn a_sink_nobody_reads_does_not_stall_tunnels_and_every_lost_line_is_repor
     }
     assert!(proxy.log().contains("lost records reported in the log"));
 }
+
+/// The `error` of every failure is written for people: DNS answers and refused
+/// connections say what happened, never a program's `Debug` notation (such as
+/// `Query { name: Name(…) }`; TLS failures: `error_text`'s unit tests).
+#[tokio::test]
+async fn error_texts_are_for_people() {
+    use support::{curl, DnsMode, FaultyDns, Lab, Proxy};
+    let dns = FaultyDns::start(&[("direct.test", "127.0.0.1")], 60).await;
+    // Nothing listens on the allowlisted port: connections are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let proxy = Proxy::start(Lab::on(dns.addr, port)).await;
+    let cases = [
+        (
+            format!("http://nx.direct.test:{port}/"),
+            "dns_failed",
+            "no such name (NXDOMAIN)",
+        ),
+        (
+            format!("http://direct.test:{port}/"),
+            "connect_failed",
+            "refused",
+        ),
+    ];
+    let mut n = 0;
+    for (url, _, _) in &cases {
+        curl(&proxy, url, true).await;
+        n += 1;
+    }
+    dns.set(DnsMode::ServFail);
+    curl(
+        &proxy,
+        &format!("http://servfail.direct.test:{port}/"),
+        true,
+    )
+    .await;
+    n += 1;
+    let records: Vec<serde_json::Value> = proxy
+        .records(n + 1)
+        .await
+        .into_iter()
+        .filter(|r| r.get("event").is_none())
+        .collect();
+    assert_eq!(records.len(), n, "{records:?}");
+    let error = |reason: &str| {
+        records
+            .iter()
+            .find(|r| r["reason"] == reason)
+            .and_then(|r| r["error"].as_str())
+            .unwrap_or_else(|| panic!("no {reason} record in {records:?}"))
+            .to_string()
+    };
+    for (_, reason, want) in &cases {
+        let e = error(reason);
+        assert!(e.contains(want), "{reason}: {e}");
+    }
+    let servfail = records
+        .iter()
+        .filter_map(|r| r["error"].as_str())
+        .find(|e| e.contains("servfail.direct.test"))
+        .unwrap();
+    assert!(
+        servfail.contains("the resolver answered Server Failure (2)"),
+        "{servfail}"
+    );
+    for r in &records {
+        let e = r["error"].as_str().unwrap_or("");
+        assert!(!lbo_proxy::error_text::looks_like_debug(e), "{e}");
+    }
+    proxy.stop().await;
+}
+
+/// RFC 5425: syslog over TLS to a collector that verifies the appliance's client
+/// certificate.
+#[tokio::test]
+async fn syslog_over_tls_with_a_client_certificate() {
+    use support::collector::{Collector, TestCa};
+    let ca = TestCa::new("municipality CA");
+    let collector = Collector::start(Some(ca.server_config("siem.test", Some(&ca)))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf("lbo1.city.example");
+    std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
+    std::fs::write(dir.path().join("me.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("me.key"), key).unwrap();
+    let cfg = config(
+        dir.path(),
+        9,
+        &format!(
+            "[log]\naccess = \"syslog\"\n[log.syslog]\naddress = \"{}\"\ntransport = \"tls\"\n\
+             ca_file = \"ca.pem\"\nserver_name = \"siem.test\"\nclient_cert = \"me.pem\"\n\
+             client_key = \"me.key\"\n",
+            collector.addr
+        ),
+    );
+    let proxy = ProxyProcess::start(&cfg);
+    let target = refused(&proxy, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !collector.lines().iter().any(|l| l.contains(&target)) {
+        assert!(
+            Instant::now() < deadline,
+            "nothing over TLS:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = collector.lines();
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["kind"], "start");
+}
