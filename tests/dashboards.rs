@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use support::scrape::{promtool, scrape};
 use support::{closed_port, curl, dns_server, Lab, Origin, Proxy};
 
-const ROWS: [&str; 7] = [
+const ROWS: [&str; 8] = [
     "Overview",
     "Breakout",
     "Security cloud",
@@ -19,6 +19,7 @@ const ROWS: [&str; 7] = [
     "Config",
     "Access log",
     "Limits",
+    "Access-log evidence",
 ];
 
 fn file(name: &str) -> PathBuf {
@@ -82,7 +83,7 @@ fn alert_rules_pass_promtool() {
     let (out, text) = run_promtool(&["check", "rules", path.to_str().unwrap()]);
     println!("{text}");
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 7 rules found"), "{text}");
     let rules = read("alerts.yml");
     for alert in [
         "ParentDown",
@@ -91,10 +92,11 @@ fn alert_rules_pass_promtool() {
         "ConfigReloadFailed",
         "DirectConnectErrors",
         "AccessLogDropping",
+        "AccessLogLossUnreported",
     ] {
         assert!(rules.contains(&format!("alert: {alert}\n")), "{alert}");
     }
-    assert_eq!(rules.matches("summary_ja:").count(), 6);
+    assert_eq!(rules.matches("summary_ja:").count(), 7);
 }
 
 #[test]
