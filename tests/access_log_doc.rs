@@ -188,7 +188,8 @@ fn key() -> (SigningKey, tempfile::TempDir) {
 /// The examples section as the writer would have it.
 fn examples() -> String {
     let mut s = String::from("### One per route\n\n");
-    let routes: [(&str, fn() -> Outcome); 4] = [
+    type Example = (&'static str, fn() -> Outcome);
+    let routes: [Example; 4] = [
         (
             "`direct`: to a Microsoft 365 sign-in host, through the LBO line",
             || finished(direct(), 5_210, 48_312, 1_850),
