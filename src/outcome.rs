@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn label_names_match_the_access_log() {
         use CloseReason::*;
-        for r in [
+        let listed = [
             Finished,
             IdleTimeout,
             ClientError,
@@ -440,9 +440,13 @@ mod tests {
             AuthRequired,
             InterceptRefused,
             InterceptFailed,
-        ] {
+        ];
+        for r in listed {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
+        // A reason added to the enum and to this list belongs in ALL too (and so in the
+        // examples of docs/access-log.md).
+        assert_eq!(listed, CloseReason::ALL);
         for b in [Blame::Client, Blame::NextHop, Blame::Proxy] {
             assert_eq!(serde_json::to_value(b).unwrap(), b.as_str());
         }

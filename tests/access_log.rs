@@ -326,24 +326,10 @@ async fn record_frame(stream: &mut tokio::net::TcpStream) -> Message {
 
 /// Reads one octet-counted frame (RFC 6587 3.4.1) from a stream, bounded in time.
 async fn frame(stream: &mut tokio::net::TcpStream) -> String {
-    let read = async {
-        let mut len = Vec::new();
-        loop {
-            let b = stream.read_u8().await.unwrap();
-            if b == b' ' {
-                break;
-            }
-            assert!(b.is_ascii_digit() && len.len() < 10, "bad MSG-LEN {len:?}");
-            len.push(b);
-        }
-        let n: usize = std::str::from_utf8(&len).unwrap().parse().unwrap();
-        let mut msg = vec![0u8; n];
-        stream.read_exact(&mut msg).await.unwrap();
-        String::from_utf8(msg).unwrap()
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
+    tokio::time::timeout(Duration::from_secs(10), support::collector::frame(stream))
         .await
         .expect("a frame from the proxy")
+        .expect("a whole frame")
 }
 
 #[tokio::test]
@@ -434,14 +420,33 @@ async fn a_sink_nobody_reads_does_not_stall_tunnels_and_every_lost_line_is_repor
 
     // Fill the pipe (64 KiB) and the queue (4) until records are dropped.
     let mut sent = 0;
-    while dropped(&proxy).await == 0.0 {
+    // (Until the pipe stops filling: the writer is blocked on it.)
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe.
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&reader),
+                libc::FIONREAD,
+                &mut n,
+            )
+        };
+        n
+    };
+    let mut before = -1;
+    while dropped(&proxy).await == 0.0 || queued() != before {
         assert!(sent < 10_000, "nothing dropped after {sent} records");
+        before = queued();
         burst(&proxy, 100).await;
         sent += 100;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // While the writer is stuck: the queue depth shows it, and the service log says
-    // records are being lost, not only afterwards.
+    // records are being lost, not only afterwards. (More records, so the last one to
+    // set the gauge met the queue full, the writer blocked on the full pipe.)
+    burst(&proxy, 10).await;
+    sent += 10;
     let depth = scrape(proxy.admin)
         .await
         .sum("lbo_access_log_queue_depth", &[]);

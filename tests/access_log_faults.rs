@@ -124,6 +124,22 @@ fn config(dir: &Path, key: &Path, state: &Path, log: &str) -> PathBuf {
     path
 }
 
+/// A file log, on `on` (a tmpfs) or beside the config, with its state beside it, signed
+/// with a key made by `log keygen`: the config dir, the public key, the log, the config.
+fn file_log(on: Option<&Path>, extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path());
+    let on = on.unwrap_or(dir.path());
+    let log = on.join("access.log");
+    let cfg = config(
+        dir.path(),
+        &key,
+        &on.join("state"),
+        &format!("access = \"{}\"\n{extra}", log.display()),
+    );
+    (dir, public, log, cfg)
+}
+
 /// Clients that send CONNECT requests the proxy refuses, in `width` parallel loops, and
 /// count the answers until stopped.
 struct Load {
@@ -380,15 +396,7 @@ fn row(fault: &str, answered: u64, t: &Tally) {
 #[tokio::test]
 async fn disk_full_then_freed() {
     let fs = Tmpfs::mount("16m");
-    let dir = tempfile::tempdir().unwrap();
-    let (key, public) = keygen(dir.path());
-    let log = fs.path().join("access.log");
-    let cfg = config(
-        dir.path(),
-        &key,
-        &fs.path().join("state"),
-        &format!("access = \"{}\"", log.display()),
-    );
+    let (_dir, public, log, cfg) = file_log(Some(fs.path()), "");
     let proxy = ProxyProcess::start(&cfg);
     let load = Load::start(proxy.proxy, 8);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -420,15 +428,7 @@ async fn disk_full_then_freed() {
 #[tokio::test]
 async fn disk_full_at_shutdown() {
     let fs = Tmpfs::mount("16m");
-    let dir = tempfile::tempdir().unwrap();
-    let (key, public) = keygen(dir.path());
-    let log = fs.path().join("access.log");
-    let cfg = config(
-        dir.path(),
-        &key,
-        &fs.path().join("state"),
-        &format!("access = \"{}\"", log.display()),
-    );
+    let (_dir, public, log, cfg) = file_log(Some(fs.path()), "");
     let proxy = ProxyProcess::start(&cfg);
     let load = Load::start(proxy.proxy, 8);
     let mut files = Vec::new();
@@ -638,15 +638,7 @@ async fn a_tls_collector_with_a_bad_certificate_is_refused_and_counted() {
 
 #[tokio::test]
 async fn rotation_under_load() {
-    let dir = tempfile::tempdir().unwrap();
-    let (key, public) = keygen(dir.path());
-    let log = dir.path().join("access.log");
-    let cfg = config(
-        dir.path(),
-        &key,
-        &dir.path().join("state"),
-        &format!("access = \"{}\"", log.display()),
-    );
+    let (_dir, public, log, cfg) = file_log(None, "");
     let proxy = ProxyProcess::start(&cfg);
     let load = Load::start(proxy.proxy, 16);
     let mut files = Vec::new();
@@ -675,16 +667,8 @@ async fn rotation_under_load() {
 #[tokio::test]
 async fn kill_9_under_load() {
     let fs = Tmpfs::mount("64m");
-    let dir = tempfile::tempdir().unwrap();
-    let (key, public) = keygen(dir.path());
-    let log = fs.path().join("access.log");
     let queue = 512;
-    let cfg = config(
-        dir.path(),
-        &key,
-        &fs.path().join("state"),
-        &format!("access = \"{}\"\nqueue = {queue}", log.display()),
-    );
+    let (_dir, public, log, cfg) = file_log(Some(fs.path()), &format!("queue = {queue}"));
     let mut proxy = ProxyProcess::start(&cfg);
     let load = Load::start(proxy.proxy, 16);
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -564,6 +564,12 @@ mod tests {
             }
         }
 
+        /// A `records_lost` line for `count` records, `seqs` among them numbered.
+        fn lost(&mut self, count: u64, seqs: &[(u64, u64)]) {
+            let span = (SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH);
+            self.push(|out, seq, prev| lost(out, seq, prev, count, span, seqs));
+        }
+
         fn checkpoint(&mut self, kind: Kind, stop: Option<PreviousStop>, signed: bool) {
             let key = signed.then(|| self.key.clone());
             self.push(|out, seq, prev| {
@@ -598,16 +604,7 @@ mod tests {
         let split = log.lines.len();
         log.checkpoint(Kind::Open, None, true);
         log.records(5);
-        log.push(|out, seq, prev| {
-            lost(
-                out,
-                seq,
-                prev,
-                3,
-                (SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH),
-                &[],
-            )
-        });
+        log.lost(3, &[]);
         log.checkpoint(Kind::Stop, None, true);
         (log, split)
     }
@@ -791,16 +788,7 @@ mod tests {
         log.checkpoint(Kind::Start, Some(PreviousStop::None), true);
         log.records(2);
         log.checkpoint(Kind::Start, Some(PreviousStop::Clean), true);
-        log.push(|out, seq, prev| {
-            lost(
-                out,
-                seq,
-                prev,
-                1,
-                (SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH),
-                &[(3, 3)],
-            )
-        });
+        log.lost(1, &[(3, 3)]);
         log.checkpoint(Kind::Stop, None, true);
         let mut lines = log.lines.clone();
         lines.remove(2); // the undelivered record
@@ -814,16 +802,7 @@ mod tests {
         let mut log = Log::new();
         log.checkpoint(Kind::Start, Some(PreviousStop::None), true);
         log.records(2);
-        log.push(|out, seq, prev| {
-            lost(
-                out,
-                seq,
-                prev,
-                1,
-                (SystemTime::UNIX_EPOCH, SystemTime::UNIX_EPOCH),
-                &[(3, 3)],
-            )
-        });
+        log.lost(1, &[(3, 3)]);
         log.checkpoint(Kind::Stop, None, true);
         let mut lines = log.lines.clone();
         lines.remove(2);

@@ -129,7 +129,7 @@ async fn read_frames<S>(
 }
 
 /// One octet-counted frame; `None` at the end of the stream (or a reset, or a cut frame).
-async fn frame<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
+pub async fn frame<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
     let mut len = Vec::new();
     loop {
         let b = s.read_u8().await.ok()?;
