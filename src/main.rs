@@ -309,6 +309,21 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     if let Some(a) = config.admin_listen {
         println!("admin listener: {a}");
     }
+    let log = lbo_proxy::audit::log_evidence::LogEvidence::of(&config);
+    println!(
+        "access log: {}; checkpoints {}; state directory {}{}",
+        log.target,
+        log.key.as_ref().map_or_else(
+            || "NOT signed (set log.signing_key: lbo-proxy log keygen)".to_string(),
+            |(fingerprint, _)| format!("signed by {fingerprint}")
+        ),
+        log.state_dir,
+        if config.state.dir.is_dir() {
+            ""
+        } else {
+            " (missing: made at start)"
+        }
+    );
     if config.upstream.parents.is_empty() {
         println!("security cloud: none configured (non-allowlisted requests are refused)");
     } else {

@@ -90,9 +90,9 @@ impl fmt::Display for Problem {
         match self {
             Problem::Gap { from, to, before } => write!(
                 f,
-                "gap: seq {} missing ({} lines) before {before}: lines deleted or a file left out",
+                "gap: seq {} missing ({}) before {before}: lines deleted or a file left out",
                 range(*from, *to),
-                to - from + 1
+                lines(to - from + 1)
             ),
             Problem::Crash { from, to, before } => write!(
                 f,
@@ -108,10 +108,11 @@ impl fmt::Display for Problem {
             Problem::Damaged { at } => {
                 write!(f, "damaged: {at} is not a whole access-log line (cut or edited)")
             }
-            Problem::Unsigned { from, to, lines } => write!(
+            Problem::Unsigned { from, to, lines: n } => write!(
                 f,
-                "unsigned: seq {} ({lines} lines) after the last valid checkpoint: no signature covers them",
-                range(*from, *to)
+                "unsigned: seq {} ({}) after the last valid checkpoint: no signature covers them",
+                range(*from, *to),
+                lines(*n)
             ),
             Problem::BadCheckpoint { seq, at, why } => {
                 write!(f, "bad checkpoint: seq {seq} at {at}: {why}")
@@ -126,6 +127,14 @@ impl fmt::Display for Problem {
                 range(*from, *to)
             ),
         }
+    }
+}
+
+fn lines(n: u64) -> String {
+    if n == 1 {
+        "1 line".into()
+    } else {
+        format!("{n} lines")
     }
 }
 
@@ -263,6 +272,15 @@ pub fn verify_in(inputs: &[Input], keys: &[PublicKey], order: Order) -> Report {
     }
 
     let mut walk = Walk::default();
+    // Each number's stated chain, so a line is checked against the line that should come
+    // before it, wherever that is (two swapped lines are a reordering, not two edits).
+    for l in files
+        .iter()
+        .flat_map(|(_, l)| l)
+        .filter_map(|l| l.as_ref().ok())
+    {
+        walk.chains.entry(l.fields.seq).or_insert(l.chain);
+    }
     for (name, lines) in &files {
         let seqs: Vec<u64> = lines
             .iter()
@@ -274,10 +292,7 @@ pub fn verify_in(inputs: &[Input], keys: &[PublicKey], order: Order) -> Report {
         for l in lines {
             match l {
                 Ok(l) => walk.line(l, keys, &mut report),
-                Err(at) => {
-                    report.problems.push(Problem::Damaged { at: at.clone() });
-                    walk.prev = None;
-                }
+                Err(at) => report.problems.push(Problem::Damaged { at: at.clone() }),
             }
         }
     }
@@ -287,8 +302,8 @@ pub fn verify_in(inputs: &[Input], keys: &[PublicKey], order: Order) -> Report {
 
 #[derive(Default)]
 struct Walk {
-    /// The chain the next line must continue (the stated chain of the line before).
-    prev: Option<[u8; 32]>,
+    /// The chain each number states (its first line).
+    chains: std::collections::HashMap<u64, [u8; 32]>,
     max_seen: Option<u64>,
     seen: BTreeSet<u64>,
     /// Numbers the log reports as lost after they were sent.
@@ -334,9 +349,12 @@ impl Walk {
         self.seen.insert(seq);
         self.max_seen = Some(self.max_seen.map_or(seq, |m| m.max(seq)));
 
-        // The chain this line must continue: the line before, or the checkpoint's own
-        // `prev` where the walk starts over (first line, after a gap or damage).
-        let before = if continues { self.prev } else { None };
+        // The chain this line must continue: that of the number before, when that line is
+        // there; otherwise a checkpoint's own `prev` (the first line, after a gap).
+        let before = seq
+            .checked_sub(1)
+            .and_then(|p| self.chains.get(&p))
+            .copied();
         let stated_prev = l
             .fields
             .prev
@@ -365,7 +383,6 @@ impl Walk {
                 });
             }
         }
-        self.prev = Some(l.chain);
 
         if checkpoint {
             report.checkpoints += 1;
@@ -655,14 +672,14 @@ mod tests {
         swapped.swap(2, 3);
         let p = problems(swapped);
         assert!(
-            p.iter().any(|p| matches!(
-                p,
-                Problem::Reordered {
+            matches!(
+                p[..],
+                [Problem::Reordered {
                     seq: 3,
                     after: 4,
                     ..
-                }
-            )),
+                }]
+            ),
             "{p:?}"
         );
 
