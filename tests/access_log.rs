@@ -549,7 +549,7 @@ async fn error_texts_are_for_people() {
     .await;
     n += 1;
     let records: Vec<serde_json::Value> = proxy
-        .records(n + 1)
+        .records(n)
         .await
         .into_iter()
         .filter(|r| r.get("event").is_none())

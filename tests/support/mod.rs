@@ -595,7 +595,8 @@ dir = "state"
         self.dir
     }
 
-    /// Access-log records (waits, bounded, for at least `n`).
+    /// Access-log records (waits, bounded, for at least `n`), without the log's own
+    /// lines (checkpoints, reports of lost records).
     pub async fn records(&self, n: usize) -> Vec<serde_json::Value> {
         let path: PathBuf = self.dir.path().join("access.log");
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -604,6 +605,7 @@ dir = "state"
             let recs: Vec<serde_json::Value> = text
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("access log lines are JSON"))
+                .filter(|r: &serde_json::Value| r.get("event").is_none())
                 .collect();
             if recs.len() >= n || Instant::now() > deadline {
                 return recs;
