@@ -163,7 +163,8 @@ async fn stdout_for_the_journal_has_one_json_line_per_record() {
     let first = refused(&proxy, 1).await;
     let second = refused(&proxy, 2).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.stdout().lines().count() < 2 && Instant::now() < deadline {
+    // The start checkpoint, then the two records.
+    while proxy.stdout().lines().count() < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let records: Vec<serde_json::Value> = proxy

@@ -429,7 +429,7 @@ async fn a_real_prometheus_scrapes_the_admin_listener() {
             .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .collect();
         let healthy = all.iter().filter(|r| r["health"] == "ok").count();
-        if all.len() == 6 && healthy == 6 {
+        if all.len() == 7 && healthy == 7 {
             break;
         }
         assert!(

@@ -110,6 +110,8 @@ async fn read_frames<S>(
     S: AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut half_closed = false;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
     loop {
         if closing.load(Ordering::SeqCst) && !half_closed {
             half_closed = true;
@@ -119,13 +121,34 @@ async fn read_frames<S>(
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        let frame = tokio::time::timeout(Duration::from_millis(100), frame(&mut s)).await;
-        match frame {
+        // A read given up after the timeout loses nothing (a frame is taken only once
+        // it is whole in `buf`).
+        let read = tokio::time::timeout(Duration::from_millis(100), s.read(&mut chunk)).await;
+        let end = match read {
             Err(_) => continue,
-            Ok(None) => return,
-            Ok(Some(text)) => lines.lock().unwrap().push(msg(&text).to_string()),
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+        };
+        while let Some((text, used)) = whole_frame(&buf) {
+            lines.lock().unwrap().push(msg(&text).to_string());
+            buf.drain(..used);
+        }
+        if end {
+            return;
         }
     }
+}
+
+/// The first whole octet-counted frame in `buf`, and the bytes it takes.
+fn whole_frame(buf: &[u8]) -> Option<(String, usize)> {
+    let space = buf.iter().position(|&b| b == b' ')?;
+    let len: usize = std::str::from_utf8(&buf[..space]).ok()?.parse().ok()?;
+    let end = space + 1 + len;
+    let text = String::from_utf8(buf.get(space + 1..end)?.to_vec()).unwrap();
+    Some((text, end))
 }
 
 /// One octet-counted frame; `None` at the end of the stream (or a reset, or a cut frame).
