@@ -33,6 +33,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest UDP payload; a longer message is cut (RFC 5426 3.2 lets receivers do so).
 const MAX_DATAGRAM: usize = 65_507;
+/// How long a connection the collector closed gets for what is in flight to arrive.
+const SETTLE: Duration = Duration::from_secs(1);
 /// How often (in frames) the acknowledged ones are let go.
 const PRUNE_EVERY: usize = 256;
 
@@ -158,13 +160,10 @@ impl Collector {
     /// sent, then resets the connection; returns the frames it never acknowledged, which
     /// the reset discarded: their numbers, and whether each was a record.
     pub(super) async fn finish(&mut self, stop: &Stop) -> Vec<(u64, bool)> {
-        loop {
-            self.prune();
-            if self.unacked.is_empty() || self.connection.is_none() || stop.expired() {
-                break;
+        if self.connection.is_some() {
+            while !self.unacked.is_empty() && !stop.expired() {
+                self.settle(stop).await;
             }
-            let wait = stop.bound(Duration::from_millis(50), std::future::pending::<()>());
-            let _ = wait.await;
         }
         self.drop_connection();
         self.unacked.drain(..).map(|s| (s.seq, s.record)).collect()
@@ -210,11 +209,30 @@ impl Collector {
                 }
                 Err(e) => {
                     self.failed(&e, "sending to the syslog collector failed");
+                    if e.kind() == std::io::ErrorKind::ConnectionReset {
+                        // It closed but may still be reading what is in flight (a
+                        // restart): let that arrive rather than send it twice.
+                        self.settle(stop).await;
+                    }
                     self.drop_connection();
                     *last_error = Some(e);
                     self.rest(stop).await;
                 }
             }
+        }
+    }
+
+    /// Waits (up to a second) until the peer has acknowledged what was sent.
+    async fn settle(&mut self, stop: &Stop) {
+        let until = std::time::Instant::now() + SETTLE;
+        loop {
+            self.prune();
+            if self.unacked.is_empty() || std::time::Instant::now() >= until || stop.expired() {
+                return;
+            }
+            let _ = stop
+                .bound(Duration::from_millis(10), std::future::pending::<()>())
+                .await;
         }
     }
 
@@ -281,7 +299,8 @@ impl Collector {
                 Connection::Tcp(s) => Some(&s.inner),
                 Connection::Tls(s) => Some(&s.get_ref().0.inner),
             };
-            if let Some(tcp) = tcp {
+            // With nothing left unacknowledged, an ordinary close will do.
+            if let (Some(tcp), false) = (tcp, self.unacked.is_empty()) {
                 reset_on_close(tcp);
             }
         }
