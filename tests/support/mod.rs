@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod collector;
+pub mod evidence;
 pub mod process;
 pub mod scrape;
 pub mod signin;
