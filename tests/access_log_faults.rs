@@ -26,7 +26,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::collector::{Collector, TestCa};
-use support::evidence::*;
+use support::evidence::{
+    assert_verifies, config, file_log, keygen, read_all, request, rotate, row, stop, tally,
+    tamper_suite, verify, Load, Tmpfs,
+};
 use support::process::ProxyProcess;
 use support::scrape::scrape;
 
