@@ -158,6 +158,11 @@ impl Load {
         }
     }
 
+    /// Requests answered so far.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::SeqCst)
+    }
+
     pub async fn finish(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.tasks {
