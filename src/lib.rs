@@ -18,6 +18,7 @@ pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod egress;
+pub mod error_text;
 pub mod ingress;
 pub mod intercept;
 pub mod lists;

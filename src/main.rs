@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// The access log as evidence: the key that signs its checkpoints, and verification.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Write the auditor's report (外部監査): configuration, sources with SHA-256, and
     /// fail-closed evidence from the decision function. Exits non-zero on any FAILURE.
     Audit {
@@ -147,6 +152,33 @@ enum CaCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Create the Ed25519 key pair for log.signing_key: the private key (mode 0600, to
+    /// stay on this appliance) and the public key (for whoever verifies). Never overwrites.
+    Keygen {
+        #[arg(long, default_value = "log-signing.key")]
+        key: PathBuf,
+        /// Default: the key's path with .pub added.
+        #[arg(long, name = "pub")]
+        public: Option<PathBuf>,
+    },
+    /// Check access-log files (rotated ones too, gzip included, in any order): report
+    /// every line missing, altered, moved, cut or not covered by a signature, with its
+    /// seq range. Exits non-zero on any.
+    Verify {
+        /// Public key(s) the checkpoints may be signed with (from `log keygen`).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Order every line by its seq first: for a SIEM's export of what it received
+        /// over several connections (reordering is then not reported).
+        #[arg(long)]
+        by_seq: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum DiffFormat {
     Text,
@@ -178,6 +210,7 @@ fn main() -> ExitCode {
             command: CaCommand::Init { cert, key, name },
         } => ca_init(&cert, &key, &name),
         Command::Pac { config, segment } => pac(config, segment),
+        Command::Log { command } => log_command(command),
         Command::Audit {
             config,
             profile,
@@ -276,6 +309,21 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     if let Some(a) = config.admin_listen {
         println!("admin listener: {a}");
     }
+    let log = lbo_proxy::audit::log_evidence::LogEvidence::of(&config);
+    println!(
+        "access log: {}; checkpoints {}; state directory {}{}",
+        log.target,
+        log.key.as_ref().map_or_else(
+            || "NOT signed (set log.signing_key: lbo-proxy log keygen)".to_string(),
+            |(fingerprint, _)| format!("signed by {fingerprint}")
+        ),
+        log.state_dir,
+        if config.state.dir.is_dir() {
+            ""
+        } else {
+            " (missing: made at start)"
+        }
+    );
     if config.upstream.parents.is_empty() {
         println!("security cloud: none configured (non-allowlisted requests are refused)");
     } else {
@@ -509,4 +557,56 @@ fn ca_init(cert: &std::path::Path, key: &std::path::Path, name: &str) -> anyhow:
         key = key.display(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn log_command(command: LogCommand) -> anyhow::Result<ExitCode> {
+    use lbo_proxy::access_log::{keys, verify};
+    match command {
+        LogCommand::Keygen { key, public } => {
+            let public = public.unwrap_or_else(|| {
+                let mut p = key.clone().into_os_string();
+                p.push(".pub");
+                PathBuf::from(p)
+            });
+            let made = keys::generate(&key, &public)?;
+            eprintln!(
+                "Created {key} (private, mode 0600) and {public} (public).\n\
+                 Fingerprint: {fp}\n\
+                 - Set [log] signing_key = \"{key}\" and make the file readable by the service only (chown root:lbo-proxy, chmod 0640).\n\
+                 - Give {public} to whoever verifies the log (the auditor); keep a copy off this appliance.\n\
+                 - Verify: lbo-proxy log verify --key {public} /var/log/lbo-proxy/access.log*",
+                key = key.display(),
+                public = public.display(),
+                fp = made.fingerprint(),
+            );
+            println!("{}", made.fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        LogCommand::Verify {
+            keys: key_files,
+            by_seq,
+            files,
+        } => {
+            let keys = key_files
+                .iter()
+                .map(|k| keys::PublicKey::load(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let inputs = files
+                .iter()
+                .map(|f| verify::Input::read(f).with_context(|| format!("reading {}", f.display())))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let order = if by_seq {
+                verify::Order::BySeq
+            } else {
+                verify::Order::AsWritten
+            };
+            let report = verify::verify_in(&inputs, &keys, order);
+            print!("{report}");
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }

@@ -86,6 +86,43 @@ impl Blame {
 }
 
 impl CloseReason {
+    /// Every reason, in the enum's order (docs/access-log.md has an example of each).
+    pub const ALL: [CloseReason; 30] = {
+        use CloseReason::*;
+        [
+            Finished,
+            IdleTimeout,
+            ClientError,
+            ServerError,
+            Shutdown,
+            Denied,
+            BadRequest,
+            HeadTimeout,
+            HeadTooLarge,
+            DnsFailed,
+            DnsTimeout,
+            InternalAddress,
+            ConnectFailed,
+            ConnectTimeout,
+            NoParent,
+            ParentsDown,
+            ParentRefused,
+            ParentFailed,
+            Cancelled,
+            SniMismatch,
+            TooManyHeaders,
+            ConnectionLimit,
+            ClientConnectionLimit,
+            TunnelLifetime,
+            AuthRequired,
+            InterceptRefused,
+            InterceptFailed,
+            ParentUnreachable,
+            ParentTimeout,
+            ParentOriginError,
+        ]
+    };
+
     /// The snake_case name, as in the access log; also the `reason` metric label.
     pub fn as_str(self) -> &'static str {
         use CloseReason::*;
@@ -170,14 +207,22 @@ pub enum TargetSource {
     Host,
 }
 
-/// The access-log record. The time and addresses are kept as values and written out as
-/// text only by the access-log writer, off the connection's path.
+/// The access-log record. The times and addresses are kept as values and written out as
+/// text only by the access-log writer, off the connection's path. The fields and their
+/// order are the access log's documented format (docs/access-log.md): add new ones at
+/// the end.
 #[derive(Debug, Serialize)]
 pub struct Outcome {
+    /// When the request or tunnel was accepted.
     #[serde(serialize_with = "as_rfc3339")]
-    pub time: SystemTime,
+    pub start: SystemTime,
+    /// When it ended (the record is written then).
+    #[serde(serialize_with = "as_rfc3339")]
+    pub end: SystemTime,
     pub listener: &'static str,
     pub client: IpAddr,
+    /// The client's source port, to match a record with a NAT or firewall log.
+    pub client_port: u16,
     pub segment: Option<Arc<str>>,
     pub profile: Option<Arc<str>>,
     pub method: Option<String>,
@@ -222,9 +267,10 @@ impl Recorder {
     pub fn new(log: &AccessLog, listener: &'static str, client: SocketAddr) -> Recorder {
         Recorder {
             outcome: Outcome {
-                time: SystemTime::now(),
+                start: SystemTime::now(),
                 listener,
                 client: client.ip(),
+                client_port: client.port(),
                 ..Outcome::default()
             },
             started: Instant::now(),
@@ -264,6 +310,7 @@ pub fn millis(d: Duration) -> f64 {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
+        self.outcome.end = SystemTime::now();
         self.outcome.duration_ms = millis(self.started.elapsed());
         self.outcome.blame = self.outcome.reason.blame();
         let outcome = std::mem::take(&mut self.outcome);
@@ -277,9 +324,11 @@ impl Drop for Recorder {
 impl Default for Outcome {
     fn default() -> Outcome {
         Outcome {
-            time: SystemTime::UNIX_EPOCH,
+            start: SystemTime::UNIX_EPOCH,
+            end: SystemTime::UNIX_EPOCH,
             listener: "",
             client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            client_port: 0,
             segment: None,
             profile: None,
             method: None,
@@ -361,23 +410,27 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
     }
 
-    /// The record keeps its time and client as values; the log line has them as text.
+    /// The record keeps its times and client as values; the log line has them as text.
     #[test]
-    fn the_record_writes_time_and_client_as_text() {
+    fn the_record_writes_times_and_client_as_text() {
         let o = Outcome {
-            time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_435_200_123),
+            start: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_435_200_123),
+            end: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_435_201_500),
             client: "2001:db8::7".parse().unwrap(),
+            client_port: 50123,
             ..Outcome::default()
         };
         let v = serde_json::to_value(&o).unwrap();
-        assert_eq!(v["time"], "2026-11-23T12:00:00.123Z");
+        assert_eq!(v["start"], "2026-11-23T12:00:00.123Z");
+        assert_eq!(v["end"], "2026-11-23T12:00:01.500Z");
         assert_eq!(v["client"], "2001:db8::7");
+        assert_eq!(v["client_port"], 50123);
     }
 
     #[test]
     fn label_names_match_the_access_log() {
         use CloseReason::*;
-        for r in [
+        let listed = [
             Finished,
             IdleTimeout,
             ClientError,
@@ -408,9 +461,13 @@ mod tests {
             ParentUnreachable,
             ParentTimeout,
             ParentOriginError,
-        ] {
+        ];
+        for r in listed {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
+        // A reason added to the enum and to this list belongs in ALL too (and so in the
+        // examples of docs/access-log.md).
+        assert_eq!(listed, CloseReason::ALL);
         for b in [Blame::Client, Blame::NextHop, Blame::Proxy] {
             assert_eq!(serde_json::to_value(b).unwrap(), b.as_str());
         }

@@ -45,10 +45,20 @@ impl Context {
     /// A context for `config`, reusing what does not change from `old`: the access-log
     /// writer (same target), the open-connection counts (with the new limits), parent health.
     async fn build(config: Config, old: &Context) -> anyhow::Result<Context> {
+        if config.state != old.config.state {
+            tracing::warn!("state.dir is read at start only: restart to change it");
+        }
         let log = if config.access_log == old.config.access_log {
             old.log.clone()
+        } else if old.log.is_off() {
+            AccessLog::start(&config.access_log, &old.config.state)
+                .context("opening the access log")?
         } else {
-            AccessLog::start(&config.access_log).context("opening the access log")?
+            // The same writer goes on, so the numbering and the chain do.
+            old.log
+                .reconfigure(&config.access_log)
+                .context("opening the access log")?;
+            old.log.clone()
         };
         let admission = old.admission.clone();
         admission.set_limits(
@@ -204,7 +214,8 @@ impl Server {
             ),
             None => None,
         };
-        let log = AccessLog::start(&config.access_log).context("opening the access log")?;
+        let log = AccessLog::start(&config.access_log, &config.state)
+            .context("opening the access log")?;
         let direct = DirectConnector::new(&config.direct, &config.timeouts)
             .context("setting up the direct route's resolver")?;
         let parents = Arc::new(
@@ -331,7 +342,7 @@ impl Server {
             let _ = self.drain_tx.send(true);
             ctx.tasks.wait().await;
         }
-        ctx.log.flush().await;
+        ctx.log.close().await;
         if let Some(w) = watchdog {
             w.abort();
         }

@@ -41,6 +41,7 @@ fn config(dir: &Path, origin_port: u16, log: &str) -> PathBuf {
              [[profile]]\nname = \"lab\"\ndirect = [\"lab-direct\"]\n\
              [[segment]]\nname = \"lab\"\nnetworks = [\"127.0.0.0/8\"]\nprofile = \"lab\"\n\
              [timeouts]\ndrain = \"1s\"\n\
+             [state]\ndir = \"state\"\n\
              {log}\n"
         ),
     )
@@ -87,7 +88,7 @@ async fn logrotate_with_the_shipped_snippet_and_sigusr1_loses_no_line() {
     let proxy = ProxyProcess::start(&cfg);
 
     let first = refused(&proxy, 1).await;
-    assert_eq!(targets(&wait_lines(&log, 1).await), [first.as_str()]);
+    assert_eq!(targets(&wait_lines(&log, 2).await), [first.as_str()]);
 
     // The shipped snippet, pointed at this file and this process.
     let snippet = std::fs::read_to_string(
@@ -135,9 +136,23 @@ async fn logrotate_with_the_shipped_snippet_and_sigusr1_loses_no_line() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let second = refused(&proxy, 2).await;
-    assert_eq!(targets(&wait_lines(&log, 1).await), [second.as_str()]);
+    assert_eq!(targets(&wait_lines(&log, 2).await), [second.as_str()]);
     assert_eq!(targets(&lines(&rotated[0])), [first.as_str()]);
     assert!(proxy.log().contains("access log reopened"));
+    // The old file ends with a checkpoint and the new one begins with one, in sequence.
+    let old = lines(&rotated[0]);
+    let new = lines(&log);
+    let last = old.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["kind"]),
+        (&"checkpoint".into(), &"rotate".into())
+    );
+    assert_eq!(
+        (&new[0]["event"], &new[0]["kind"]),
+        (&"checkpoint".into(), &"open".into())
+    );
+    assert_eq!(new[0]["seq"].as_u64(), last["seq"].as_u64().map(|s| s + 1));
+    assert_eq!(new[0]["prev"], last["chain"]);
 }
 
 #[tokio::test]
@@ -148,7 +163,8 @@ async fn stdout_for_the_journal_has_one_json_line_per_record() {
     let first = refused(&proxy, 1).await;
     let second = refused(&proxy, 2).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.stdout().lines().count() < 2 && Instant::now() < deadline {
+    // The start checkpoint, then the two records.
+    while proxy.stdout().lines().count() < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let records: Vec<serde_json::Value> = proxy
@@ -159,6 +175,11 @@ async fn stdout_for_the_journal_has_one_json_line_per_record() {
     let mut seen = targets(&records);
     seen.sort_unstable();
     assert_eq!(seen, [first.as_str(), second.as_str()]);
+    // Numbered from the start checkpoint on.
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(records[0]["kind"], "start");
+    assert_eq!(records[0]["previous_stop"], "none");
 }
 
 /// A syslog message as RFC 5424 section 6 lays it out, with the JSON record as MSG.
@@ -169,6 +190,8 @@ struct Message {
     app_name: String,
     procid: String,
     msgid: String,
+    /// The `lbo@32473` SD-ELEMENT's parameters.
+    sd: std::collections::HashMap<String, String>,
     msg: serde_json::Value,
 }
 
@@ -177,9 +200,9 @@ fn rfc5424(text: &str) -> Message {
         .strip_prefix('<')
         .and_then(|t| t.split_once(">1 "))
         .unwrap_or_else(|| panic!("no <PRI>1 header: {text:?}"));
-    let f: Vec<&str> = rest.splitn(7, ' ').collect();
-    assert_eq!(f.len(), 7, "{text:?}");
-    assert_eq!(f[5], "-", "no structured data: {text:?}");
+    let f: Vec<&str> = rest.splitn(6, ' ').collect();
+    assert_eq!(f.len(), 6, "{text:?}");
+    let (sd, msg) = structured_data(f[5]);
     Message {
         pri: pri.parse().unwrap(),
         timestamp: f[0].into(),
@@ -187,7 +210,38 @@ fn rfc5424(text: &str) -> Message {
         app_name: f[2].into(),
         procid: f[3].into(),
         msgid: f[4].into(),
-        msg: serde_json::from_str(f[6]).expect("MSG is the JSON record"),
+        sd,
+        msg: serde_json::from_str(msg).expect("MSG is the JSON record"),
+    }
+}
+
+/// Parses `[lbo@32473 name="value" …] MSG` (RFC 5424 6.3), unescaping `\"`, `\\`, `\]`.
+fn structured_data(text: &str) -> (std::collections::HashMap<String, String>, &str) {
+    let body = text
+        .strip_prefix("[lbo@32473")
+        .unwrap_or_else(|| panic!("no lbo@32473 structured data: {text:?}"));
+    let mut params = std::collections::HashMap::new();
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if let Some(msg) = rest.strip_prefix("] ") {
+            return (params, msg);
+        }
+        let (name, after) = rest
+            .split_once("=\"")
+            .unwrap_or_else(|| panic!("bad structured data: {text:?}"));
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => value.push(chars.next().unwrap().1),
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => panic!("unterminated value: {text:?}"),
+            }
+        };
+        params.insert(name.to_string(), value);
+        rest = &after[end + 1..];
     }
 }
 
@@ -212,6 +266,21 @@ fn check_record(m: &Message, proxy: &ProxyProcess, facility: u32, target: &str) 
     assert_eq!(m.msgid, "access");
     assert_eq!(m.msg["target"], target);
     assert_eq!(m.msg["reason"], "no_parent");
+    // The key fields as structured data, for a SIEM that does not parse the JSON.
+    assert_eq!(m.sd["target"], target);
+    assert_eq!(m.sd["reason"], "no_parent");
+    assert_eq!(m.sd["seq"], m.msg["seq"].to_string());
+    assert_eq!(m.sd["client"], "127.0.0.1");
+    assert_eq!(m.sd["client_port"], m.msg["client_port"].to_string());
+}
+
+/// Skips checkpoints and reports: the next message that is a record.
+fn is_record(m: &Message) -> bool {
+    if let Some(event) = m.msg.get("event") {
+        assert_eq!(m.sd["event"], event.as_str().unwrap());
+        return false;
+    }
+    true
 }
 
 #[tokio::test]
@@ -231,35 +300,37 @@ async fn syslog_over_udp_one_rfc_5424_message_per_datagram() {
     let mut buf = vec![0u8; 65536];
     for n in 1..=2 {
         let target = refused(&proxy, n).await;
-        let (len, _) = tokio::time::timeout(Duration::from_secs(10), collector.recv_from(&mut buf))
-            .await
-            .expect("a datagram from the proxy")
-            .unwrap();
-        let text = std::str::from_utf8(&buf[..len]).unwrap();
-        check_record(&rfc5424(text), &proxy, 19, &target);
+        let m = loop {
+            let (len, _) =
+                tokio::time::timeout(Duration::from_secs(10), collector.recv_from(&mut buf))
+                    .await
+                    .expect("a datagram from the proxy")
+                    .unwrap();
+            let m = rfc5424(std::str::from_utf8(&buf[..len]).unwrap());
+            if is_record(&m) {
+                break m;
+            }
+        };
+        check_record(&m, &proxy, 19, &target);
+    }
+}
+
+/// The next octet-counted frame that is a record.
+async fn record_frame(stream: &mut tokio::net::TcpStream) -> Message {
+    loop {
+        let m = rfc5424(&frame(stream).await);
+        if is_record(&m) {
+            return m;
+        }
     }
 }
 
 /// Reads one octet-counted frame (RFC 6587 3.4.1) from a stream, bounded in time.
 async fn frame(stream: &mut tokio::net::TcpStream) -> String {
-    let read = async {
-        let mut len = Vec::new();
-        loop {
-            let b = stream.read_u8().await.unwrap();
-            if b == b' ' {
-                break;
-            }
-            assert!(b.is_ascii_digit() && len.len() < 10, "bad MSG-LEN {len:?}");
-            len.push(b);
-        }
-        let n: usize = std::str::from_utf8(&len).unwrap().parse().unwrap();
-        let mut msg = vec![0u8; n];
-        stream.read_exact(&mut msg).await.unwrap();
-        String::from_utf8(msg).unwrap()
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
+    tokio::time::timeout(Duration::from_secs(10), support::collector::frame(stream))
         .await
         .expect("a frame from the proxy")
+        .expect("a whole frame")
 }
 
 #[tokio::test]
@@ -285,16 +356,16 @@ async fn syslog_over_tcp_is_octet_counted_and_survives_a_collector_restart() {
     };
     let target = refused(&proxy, 1).await;
     let mut stream = accept().await;
-    check_record(&rfc5424(&frame(&mut stream).await), &proxy, 16, &target);
+    check_record(&record_frame(&mut stream).await, &proxy, 16, &target);
     let target = refused(&proxy, 2).await;
-    check_record(&rfc5424(&frame(&mut stream).await), &proxy, 16, &target);
+    check_record(&record_frame(&mut stream).await, &proxy, 16, &target);
 
     // The collector drops the connection (a restart): the next record comes on a new one.
     stream.shutdown().await.unwrap();
     drop(stream);
     let target = refused(&proxy, 3).await;
     let mut stream = accept().await;
-    check_record(&rfc5424(&frame(&mut stream).await), &proxy, 16, &target);
+    check_record(&record_frame(&mut stream).await, &proxy, 16, &target);
 }
 
 /// The `lbo_access_log_dropped_total` counter of the process behind `admin`.
@@ -350,11 +421,44 @@ async fn a_sink_nobody_reads_does_not_stall_tunnels_and_every_lost_line_is_repor
 
     // Fill the pipe (64 KiB) and the queue (4) until records are dropped.
     let mut sent = 0;
-    while dropped(&proxy).await == 0.0 {
+    // (Until the pipe stops filling: the writer is blocked on it.)
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int, the bytes waiting in the pipe.
+        unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&reader),
+                libc::FIONREAD,
+                &mut n,
+            )
+        };
+        n
+    };
+    let mut before = -1;
+    while dropped(&proxy).await == 0.0 || queued() != before {
         assert!(sent < 10_000, "nothing dropped after {sent} records");
+        before = queued();
         burst(&proxy, 100).await;
         sent += 100;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // While the writer is stuck: the queue depth shows it, and the service log says
+    // records are being lost, not only afterwards. (More records, so the last one to
+    // set the gauge met the queue full, the writer blocked on the full pipe.)
+    burst(&proxy, 10).await;
+    sent += 10;
+    let depth = scrape(proxy.admin)
+        .await
+        .sum("lbo_access_log_queue_depth", &[]);
+    assert_eq!(depth, 4.0);
+    assert!(
+        proxy
+            .log()
+            .contains("records are being lost (the queue is full)"),
+        "{}",
+        proxy.log()
+    );
 
     // The sink is stalled; a tunnel still goes through at once.
     let r = curl_via(
@@ -386,10 +490,13 @@ async fn a_sink_nobody_reads_does_not_stall_tunnels_and_every_lost_line_is_repor
             .collect();
         let reported: u64 = lines
             .iter()
-            .filter(|l| l["event"] == "access_log_dropped")
-            .map(|l| l["lines"].as_u64().unwrap())
+            .filter(|l| l["event"] == "records_lost")
+            .map(|l| l["count"].as_u64().unwrap())
             .sum();
         let records = lines.iter().filter(|l| l.get("event").is_none()).count();
+        for l in &lines {
+            assert!(l["seq"].is_u64() && l["chain"].is_string(), "{l}");
+        }
         if records + reported as usize >= sent || Instant::now() > deadline {
             break (records, reported);
         }
@@ -397,14 +504,120 @@ async fn a_sink_nobody_reads_does_not_stall_tunnels_and_every_lost_line_is_repor
     assert!(reported > 0);
     assert_eq!(records + reported as usize, sent, "{records} + {reported}");
     assert_eq!(dropped(&proxy).await, reported as f64);
-    let report = text
-        .lines()
-        .find(|l| l.contains("access_log_dropped"))
-        .unwrap();
+    let report = text.lines().find(|l| l.contains("records_lost")).unwrap();
     let report: serde_json::Value = serde_json::from_str(report).unwrap();
+    for end in ["from", "to"] {
+        assert!(report[end].as_str().is_some_and(is_rfc3339_utc), "{report}");
+    }
+    assert!(proxy.log().contains("lost records reported in the log"));
+}
+
+/// The `error` of every failure is written for people: DNS answers and refused
+/// connections say what happened, never a program's `Debug` notation (such as
+/// `Query { name: Name(…) }`; TLS failures: `error_text`'s unit tests).
+#[tokio::test]
+async fn error_texts_are_for_people() {
+    use support::{curl, DnsMode, FaultyDns, Lab, Proxy};
+    let dns = FaultyDns::start(&[("direct.test", "127.0.0.1")], 60).await;
+    // Nothing listens on the allowlisted port: connections are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let proxy = Proxy::start(Lab::on(dns.addr, port)).await;
+    let cases = [
+        (
+            format!("http://nx.direct.test:{port}/"),
+            "dns_failed",
+            "no such name (NXDOMAIN)",
+        ),
+        (
+            format!("http://direct.test:{port}/"),
+            "connect_failed",
+            "refused",
+        ),
+    ];
+    let mut n = 0;
+    for (url, _, _) in &cases {
+        curl(&proxy, url, true).await;
+        n += 1;
+    }
+    dns.set(DnsMode::ServFail);
+    curl(
+        &proxy,
+        &format!("http://servfail.direct.test:{port}/"),
+        true,
+    )
+    .await;
+    n += 1;
+    let records: Vec<serde_json::Value> = proxy
+        .records(n)
+        .await
+        .into_iter()
+        .filter(|r| r.get("event").is_none())
+        .collect();
+    assert_eq!(records.len(), n, "{records:?}");
+    let error = |reason: &str| {
+        records
+            .iter()
+            .find(|r| r["reason"] == reason)
+            .and_then(|r| r["error"].as_str())
+            .unwrap_or_else(|| panic!("no {reason} record in {records:?}"))
+            .to_string()
+    };
+    for (_, reason, want) in &cases {
+        let e = error(reason);
+        assert!(e.contains(want), "{reason}: {e}");
+    }
+    let servfail = records
+        .iter()
+        .filter_map(|r| r["error"].as_str())
+        .find(|e| e.contains("servfail.direct.test"))
+        .unwrap();
     assert!(
-        report["since"].as_str().is_some_and(is_rfc3339_utc),
-        "{report}"
+        servfail.contains("the resolver answered Server Failure (2)"),
+        "{servfail}"
     );
-    assert!(proxy.log().contains("records were dropped"));
+    for r in &records {
+        let e = r["error"].as_str().unwrap_or("");
+        assert!(!lbo_proxy::error_text::looks_like_debug(e), "{e}");
+    }
+    proxy.stop().await;
+}
+
+/// RFC 5425: syslog over TLS to a collector that verifies the appliance's client
+/// certificate.
+#[tokio::test]
+async fn syslog_over_tls_with_a_client_certificate() {
+    use support::collector::{Collector, TestCa};
+    let ca = TestCa::new("municipality CA");
+    let collector = Collector::start(Some(ca.server_config("siem.test", Some(&ca)))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf("lbo1.city.example");
+    std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
+    std::fs::write(dir.path().join("me.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("me.key"), key).unwrap();
+    let cfg = config(
+        dir.path(),
+        9,
+        &format!(
+            "[log]\naccess = \"syslog\"\n[log.syslog]\naddress = \"{}\"\ntransport = \"tls\"\n\
+             ca_file = \"ca.pem\"\nserver_name = \"siem.test\"\nclient_cert = \"me.pem\"\n\
+             client_key = \"me.key\"\n",
+            collector.addr
+        ),
+    );
+    let proxy = ProxyProcess::start(&cfg);
+    let target = refused(&proxy, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !collector.lines().iter().any(|l| l.contains(&target)) {
+        assert!(
+            Instant::now() < deadline,
+            "nothing over TLS:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = collector.lines();
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["kind"], "start");
 }

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use support::scrape::{promtool, scrape};
 use support::{closed_port, curl, dns_server, Lab, Origin, Proxy};
 
-const ROWS: [&str; 8] = [
+const ROWS: [&str; 9] = [
     "Overview",
     "Breakout",
     "Security cloud",
@@ -20,6 +20,7 @@ const ROWS: [&str; 8] = [
     "Access log",
     "Limits",
     "Security cloud: who failed, standby, TLS",
+    "Access-log evidence",
 ];
 
 fn file(name: &str) -> PathBuf {
@@ -96,6 +97,7 @@ fn alert_rules_pass_promtool() {
         "ConfigReloadFailed",
         "DirectConnectErrors",
         "AccessLogDropping",
+        "AccessLogLossUnreported",
         "ParentFlapping",
         "LboProxyDown",
     ] {

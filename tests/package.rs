@@ -112,7 +112,7 @@ fn upgrade_keeps_local_config_and_checks_it_before_restarting() {
         &root,
         &format!(
             "getent passwd lbo-proxy | cut -d: -f6,7
-             stat -c '%n %U:%G %a' /etc/lbo-proxy /etc/lbo-proxy/allowlists {CONFIG}
+             stat -c '%n %U:%G %a' /etc/lbo-proxy /etc/lbo-proxy/allowlists {CONFIG} /var/lib/lbo-proxy
              readlink /etc/systemd/system/multi-user.target.wants/lbo-proxy.service
              ls /usr/share/lbo-proxy/allowlists /usr/share/lbo-proxy/dashboards
              {status}"
@@ -123,6 +123,7 @@ fn upgrade_keeps_local_config_and_checks_it_before_restarting() {
         "/etc/lbo-proxy root:lbo-proxy 750",
         "/etc/lbo-proxy/allowlists root:lbo-proxy 750",
         "/etc/lbo-proxy/lbo-proxy.toml root:lbo-proxy 640",
+        "/var/lib/lbo-proxy lbo-proxy:lbo-proxy 750",
         "/lib/systemd/system/lbo-proxy.service",
         "m365-auth.toml",
         "lbo-proxy.json",

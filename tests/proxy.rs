@@ -378,7 +378,13 @@ async fn shutdown_drains_open_tunnels_then_closes_them() {
     assert!(closed.is_ok(), "tunnel still open after the drain time");
     let dir = stopping.await.unwrap();
     let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
-    let rec: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    // The last record (after it: the log's stop checkpoint).
+    let rec: serde_json::Value = log
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r.get("event").is_none())
+        .unwrap();
     assert_eq!(rec["reason"], "shutdown");
     assert_eq!(rec["bytes_up"], 4);
 }

@@ -16,8 +16,9 @@
 //!
 //! Environment: `LBO_BENCH_IDLE` (idle tunnels per row; default 10,000),
 //! `LBO_BENCH_MIB` (download size per run; default 2,048), `LBO_BENCH_ROWS` (a comma
-//! list of row ids: none, bare, splice, lbo, lbo-log, squid, tinyproxy, lbo-squid,
-//! squid-squid),
+//! list of row ids: none, bare, splice, lbo, lbo-log, lbo-log-nosync, squid, tinyproxy,
+//! lbo-squid, squid-squid; lbo-log's access log is numbered, chained and signed with
+//! `sync = "batch"`, lbo-log-nosync's with `sync = "none"`),
 //! `LBO_BENCH_WORKLOADS` (a comma list of download, short, idle; default all three),
 //! `LBO_BENCH_CALLGRIND` (set: lbo-proxy runs under callgrind, and its instructions per
 //! short tunnel are printed; use it with `LBO_BENCH_WORKLOADS=short`).
@@ -39,7 +40,7 @@ mod workloads;
 use std::time::Duration;
 
 use origin::Origin;
-use proxies::{Lbo, Proxy, DIRECT_NAME, UPSTREAM_NAME};
+use proxies::{Lbo, Log, Proxy, DIRECT_NAME, UPSTREAM_NAME};
 use report::{Figures, Row};
 use workloads::Via;
 
@@ -87,7 +88,7 @@ impl Plan {
             idle: env("LBO_BENCH_IDLE").unwrap_or(if full { 10_000 } else { 100 }),
             rows: list(
                 "LBO_BENCH_ROWS",
-                "none,bare,splice,lbo,lbo-log,squid,tinyproxy,lbo-squid,squid-squid",
+                "none,bare,splice,lbo,lbo-log,lbo-log-nosync,squid,tinyproxy,lbo-squid,squid-squid",
             ),
             workloads: list("LBO_BENCH_WORKLOADS", "download,short,idle"),
         }
@@ -187,7 +188,7 @@ async fn run(plan: &Plan) -> Vec<Row> {
         ));
     }
     if plan.wants("lbo") {
-        let p = lbo(false, None);
+        let p = lbo(Log::Off, None);
         let mut figures = measure(plan, &origin, via(&p, DIRECT_NAME), Some(&p)).await;
         let tunnels = figures.short_tunnels;
         if let Some(ir) = tokio::task::block_in_place(|| p.instructions()) {
@@ -199,15 +200,29 @@ async fn run(plan: &Plan) -> Vec<Row> {
         }
         rows.push(Row::new("lbo", "lbo-proxy", figures));
     }
-    if plan.wants("lbo-log") {
-        let p = lbo(true, None);
+    for (id, sync, name) in [
+        (
+            "lbo-log",
+            "batch",
+            "lbo-proxy, access log on (chain, signed, sync batch)",
+        ),
+        (
+            "lbo-log-nosync",
+            "none",
+            "lbo-proxy, access log on (chain, signed, sync none)",
+        ),
+    ] {
+        if !plan.wants(id) {
+            continue;
+        }
+        let p = lbo(Log::File { sync }, None);
         let mut figures = measure(plan, &origin, via(&p, DIRECT_NAME), Some(&p)).await;
         // Let the last records reach the file before counting them.
         tokio::time::sleep(Duration::from_millis(500)).await;
         figures
             .notes
             .push(format!("{} access-log lines written", p.access_lines()));
-        rows.push(Row::new("lbo-log", "lbo-proxy, access log on", figures));
+        rows.push(Row::new(id, name, figures));
     }
     if plan.wants("squid") {
         if let Some(p) = proxies::squid(None, squid_fds) {
@@ -237,7 +252,7 @@ async fn run(plan: &Plan) -> Vec<Row> {
     }
     if plan.wants("lbo-squid") {
         if let Some(parent) = proxies::squid(None, squid_fds) {
-            let p = lbo(false, Some(parent.addr));
+            let p = lbo(Log::Off, Some(parent.addr));
             let figures = measure(plan, &origin, via(&p, UPSTREAM_NAME), Some(&p)).await;
             rows.push(Row::new(
                 "lbo-squid",

@@ -36,11 +36,21 @@ impl Drop for Proxy {
 pub const CALLGRIND: &str = "LBO_BENCH_CALLGRIND";
 const CALLGRIND_OUT: &str = "callgrind.out";
 
+/// The access log of an lbo-proxy row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    Off,
+    /// To a file, numbered, chained and signed, `sync = "batch"` (the default) or `"none"`.
+    File {
+        sync: &'static str,
+    },
+}
+
 /// How lbo-proxy is set up for one row.
 pub struct Lbo<'a> {
     pub dns: SocketAddr,
     pub ports: &'a [u16],
-    pub access_log: bool,
+    pub access_log: Log,
     pub parent: Option<SocketAddr>,
     pub max_connections: usize,
 }
@@ -64,6 +74,18 @@ pub fn lbo(o: Lbo<'_>) -> Proxy {
     let parent = o.parent.map_or(String::new(), |p| {
         format!("[[upstream.parent]]\nname = \"squid\"\naddress = \"{p}\"\n")
     });
+    let log = match o.access_log {
+        Log::Off => "access = \"off\"\n".to_string(),
+        Log::File { sync } => {
+            let made = Command::new(env!("CARGO_BIN_EXE_lbo-proxy"))
+                .args(["log", "keygen", "--key"])
+                .arg(d.join("log.key"))
+                .output()
+                .expect("lbo-proxy log keygen");
+            assert!(made.status.success(), "log keygen failed");
+            format!("access = \"access.log\"\nsync = \"{sync}\"\nsigning_key = \"log.key\"\n")
+        }
+    };
     let config = format!(
         "[proxy]\nlisten = [\"127.0.0.1:{port}\"]\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\
@@ -73,10 +95,10 @@ pub fn lbo(o: Lbo<'_>) -> Proxy {
          [[profile]]\nname = \"bench\"\ndirect = [\"bench\"]\n\
          [[segment]]\nname = \"bench\"\nnetworks = [\"127.0.0.0/8\"]\nprofile = \"bench\"\n\
          [limits]\nmax_connections = {max}\n\
-         [log]\naccess = \"{log}\"\n",
+         [log]\n{log}\
+         [state]\ndir = \"state\"\n",
         dns = o.dns,
         max = o.max_connections,
-        log = if o.access_log { "access.log" } else { "off" },
     );
     let path = d.join("lbo-proxy.toml");
     std::fs::write(&path, config).expect("writing the config");

@@ -118,6 +118,7 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
         "splice",
         "lbo",
         "lbo-log",
+        "lbo-log-nosync",
         "squid",
         "tinyproxy",
         "lbo-squid",
@@ -133,6 +134,8 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
         }
     }
     for (ours, theirs) in [
+        ("lbo-log", "lbo"),
+        ("lbo-log-nosync", "lbo"),
         ("lbo", "bare"),
         ("lbo", "splice"),
         ("lbo", "squid"),
@@ -203,6 +206,17 @@ pub fn print(plan: &Plan, rows: &[Row], fd_limit: u64) {
     ] {
         target(what, figure.map(|v| v <= limit), cell(figure, decimals));
     }
+    // Issue 21: the evidence log (chain, signatures, batch sync) costs at most 15 % more
+    // CPU per tunnel than the log off, both measured in this run.
+    let cost = ratio(
+        log.and_then(|f| f.cpu_us_per_tunnel),
+        lbo.and_then(|f| f.cpu_us_per_tunnel),
+    );
+    target(
+        "access log with chain and sync batch ≤ 1.15 × the CPU per tunnel of the log off",
+        cost.map(|c| c <= 1.15),
+        times(cost),
+    );
     let idle = lbo.and_then(|f| f.idle_held);
     target(
         "100,000 concurrent idle tunnels held in < 1 GiB of proxy RSS",

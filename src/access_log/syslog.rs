@@ -1,7 +1,15 @@
-//! RFC 5424 framing, pure: the header a SIEM collector parses, and RFC 6587 octet
-//! counting for a stream. The message is the access-log JSON line, unchanged.
+//! RFC 5424 framing, pure: the header a SIEM collector parses, structured data with the
+//! record's key fields (so a SIEM can index without parsing the JSON), and RFC 6587 octet
+//! counting for a stream (TCP, and TLS as RFC 5425 has it). The message is the access-log
+//! JSON line, unchanged: it carries the chain a verifier checks.
 
 use std::fmt::Write as _;
+
+use crate::outcome::{rfc3339, Outcome};
+
+/// The SD-ID of the record's fields. 32473 is the enterprise number RFC 5612 sets aside
+/// for examples; collectors match on the whole ID.
+pub const SD_ID: &str = "lbo@32473";
 
 /// The severities the access log uses (RFC 5424 table 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,13 +39,15 @@ pub fn msgid(severity: Severity) -> &'static str {
 }
 
 /// Appends one RFC 5424 message to `out`:
-/// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`, without structured data.
-/// Header fields are cut to their maximum length, characters outside printable ASCII
-/// become `_`, and an empty field becomes the NILVALUE `-`.
+/// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG`, `sd` being structured data
+/// made by [`structured_data`] (empty: the NILVALUE). Header fields are cut to their
+/// maximum length, characters outside printable ASCII become `_`, and an empty field
+/// becomes the NILVALUE `-`.
 pub fn message(
     origin: &Origin,
     severity: Severity,
     timestamp: &str,
+    sd: &str,
     msg: &[u8],
     out: &mut Vec<u8>,
 ) {
@@ -53,9 +63,68 @@ pub fn message(
     field(&mut head, &origin.procid, 128);
     head.push(' ');
     field(&mut head, msgid(severity), 32);
-    head.push_str(" - ");
+    head.push(' ');
+    head.push_str(if sd.is_empty() { "-" } else { sd });
+    head.push(' ');
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(msg);
+}
+
+/// One SD-ELEMENT, `[lbo@32473 name="value" …]`, of the parameters that have a value.
+/// Values escape `"`, `\` and `]` (RFC 5424 6.3.3).
+pub fn structured_data(params: &[(&str, Option<&str>)]) -> String {
+    let mut sd = format!("[{SD_ID}");
+    for (name, value) in params {
+        let Some(value) = value else { continue };
+        let _ = write!(sd, " {name}=\"");
+        for c in value.chars() {
+            if matches!(c, '"' | '\\' | ']') {
+                sd.push('\\');
+            }
+            sd.push(c);
+        }
+        sd.push('"');
+    }
+    sd.push(']');
+    sd
+}
+
+/// The record's key fields as structured data: who, what, which way, how it ended.
+pub fn record_data(seq: u64, o: &Outcome) -> String {
+    let seq = seq.to_string();
+    let client = o.client.to_string();
+    let port = o.client_port.to_string();
+    let status = o.status.map(|s| s.to_string());
+    let up = o.bytes_up.to_string();
+    let down = o.bytes_down.to_string();
+    let start = rfc3339(o.start);
+    let end = rfc3339(o.end);
+    structured_data(&[
+        ("seq", Some(&seq)),
+        ("start", Some(&start)),
+        ("end", Some(&end)),
+        ("client", Some(&client)),
+        ("client_port", Some(&port)),
+        ("segment", o.segment.as_deref()),
+        ("profile", o.profile.as_deref()),
+        ("method", o.method.as_deref()),
+        ("target", o.target.as_deref()),
+        ("route", o.route.map(|r| r.as_str())),
+        ("category", o.category.as_deref()),
+        ("rule", o.rule.as_deref()),
+        ("decision", o.decision.map(|d| d.as_str())),
+        ("parent", o.parent.as_deref()),
+        ("status", status.as_deref()),
+        ("bytes_up", Some(&up)),
+        ("bytes_down", Some(&down)),
+        ("reason", Some(o.reason.as_str())),
+        ("blame", o.blame.map(|b| b.as_str())),
+    ])
+}
+
+/// An event line's structured data: its number and what it is.
+pub fn event_data(seq: u64, event: &str) -> String {
+    structured_data(&[("seq", Some(&seq.to_string())), ("event", Some(event))])
 }
 
 /// RFC 6587 3.4.1: `MSG-LEN SP SYSLOG-MSG`, so a message may hold any byte.
@@ -95,6 +164,7 @@ mod tests {
             origin,
             severity,
             "2026-11-23T12:00:00.123Z",
+            "",
             msg.as_bytes(),
             &mut out,
         );
@@ -143,5 +213,48 @@ mod tests {
         octet_counted(b"a", &mut two);
         octet_counted(b"bc\n", &mut two);
         assert_eq!(two, b"1 a3 bc\n");
+    }
+
+    #[test]
+    fn structured_data_carries_the_key_fields_escaped() {
+        assert_eq!(
+            structured_data(&[("a", Some("x\"y]z\\")), ("b", None), ("c", Some("東京"))]),
+            r#"[lbo@32473 a="x\"y\]z\\" c="東京"]"#
+        );
+        let o = Outcome {
+            client: "10.1.2.3".parse().unwrap(),
+            client_port: 50123,
+            target: Some("login.microsoftonline.com:443".into()),
+            route: Some(crate::policy::Route::Direct),
+            status: Some(200),
+            reason: crate::outcome::CloseReason::Finished,
+            ..Outcome::default()
+        };
+        let sd = record_data(42, &o);
+        for want in [
+            "[lbo@32473 seq=\"42\" start=\"1970-01-01T00:00:00.000Z\"",
+            " client=\"10.1.2.3\" client_port=\"50123\"",
+            " target=\"login.microsoftonline.com:443\" route=\"direct\"",
+            " status=\"200\" bytes_up=\"0\" bytes_down=\"0\" reason=\"finished\"]",
+        ] {
+            assert!(sd.contains(want), "{want} in {sd}");
+        }
+        assert!(!sd.contains("segment="));
+        let mut out = Vec::new();
+        message(
+            &origin(),
+            Severity::Informational,
+            "-",
+            &sd,
+            b"{}",
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(" access [lbo@32473 seq=\"42\""), "{text}");
+        assert!(text.ends_with("reason=\"finished\"] {}"), "{text}");
+        assert_eq!(
+            event_data(7, "records_lost"),
+            r#"[lbo@32473 seq="7" event="records_lost"]"#
+        );
     }
 }

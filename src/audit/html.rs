@@ -85,6 +85,7 @@ pub fn render(r: &Report, t: &Text) -> String {
     upstream(&mut h, r, t);
     categories(&mut h, r, t);
     evidence(&mut h, r, t);
+    h.push_str(&super::log_evidence::html(&r.access_log, t.code));
     h.push_str(&format!(
         "<footer><p>{} — lbo-proxy {} — {} {}</p></footer>\n</body>\n</html>\n",
         esc(t.end),

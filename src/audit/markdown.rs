@@ -47,6 +47,7 @@ pub fn render(r: &Report, t: &Text) -> String {
         ));
     }
     evidence(&mut m, r, t);
+    m.push_str(&super::log_evidence::markdown(&r.access_log, t.code));
     m.push_str(&format!(
         "---\n\n{} lbo-proxy {}, {} {}\n",
         text(t.end),

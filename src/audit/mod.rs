@@ -7,6 +7,7 @@
 
 pub mod html;
 pub mod lang;
+pub mod log_evidence;
 pub mod markdown;
 pub mod oracle;
 pub mod probes;

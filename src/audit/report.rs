@@ -36,6 +36,8 @@ pub struct Report {
     /// or are denied).
     pub other_categories: Vec<String>,
     pub evidence: Evidence,
+    /// The access log as evidence: its signing key and how to verify it.
+    pub access_log: super::log_evidence::LogEvidence,
 }
 
 pub struct SegmentRow {
@@ -291,6 +293,7 @@ pub fn build(s: &Sources, only: Option<&str>, now: SystemTime) -> Result<Report,
         categories,
         other_categories,
         evidence,
+        access_log: super::log_evidence::LogEvidence::of(cfg),
     })
 }
 

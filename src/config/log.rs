@@ -1,13 +1,16 @@
 //! The `[log]` table: where access-log lines go (stdout/journald, a file, or a SIEM
-//! collector over syslog) and how many may wait for a slow sink.
+//! collector over syslog), how many may wait for a slow sink, how often the file is
+//! synced to disk, and the key that signs its checkpoints.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
 use super::error::Problems;
 use super::schema;
-use super::validate::resolve;
+use super::validate::{dur, resolve};
+use crate::access_log::keys::SigningKey;
 
 /// Where access-log lines go, and how many may wait for the writer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +18,21 @@ pub struct AccessLogConfig {
     pub target: AccessLogTarget,
     /// Queue length: lines beyond it are dropped (and counted) rather than stall traffic.
     pub queue: usize,
+    pub sync: SyncMode,
+    /// A signed checkpoint is added this often (when records came since the last one).
+    pub checkpoint_interval: Duration,
+    /// `None`: checkpoints carry no signature (the chain alone shows naive edits only).
+    pub signing_key: Option<SigningKey>,
+}
+
+/// How a file sink reaches the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `fdatasync` at most once a second, and a second after the last write: a power
+    /// loss costs at most the last second of records.
+    Batch,
+    /// The kernel writes back when it will (about 30 s on Linux).
+    None,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,14 +56,28 @@ pub struct SyslogConfig {
     pub app_name: String,
     /// `None`: the machine's host name, read when the writer starts.
     pub hostname: Option<String>,
+    /// A collector that takes no bytes for this long is dropped (stream transports).
+    pub write_timeout: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SyslogTransport {
     /// One message per datagram (RFC 5426).
     Udp,
     /// A stream of octet-counted messages (RFC 6587 3.4.1).
     Tcp,
+    /// Octet-counted messages over TLS (RFC 5425).
+    Tls(SyslogTls),
+}
+
+/// How the appliance authenticates the collector, and itself to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyslogTls {
+    /// `None`: the system roots.
+    pub ca_file: Option<PathBuf>,
+    pub server_name: String,
+    /// Certificate chain and key, both PEM, for collectors that require a client certificate.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// Sized for a burst of thousands of PCs at 9:00 while a disk or collector hiccups.
@@ -81,11 +113,37 @@ pub const FACILITIES: &[(&str, u8)] = &[
     ("local7", 23),
 ];
 
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(600);
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub(super) fn access_log(
     p: &mut Problems<'_>,
     log: &schema::Log,
     base: Option<&Path>,
 ) -> AccessLogConfig {
+    let sync = match log.sync.as_ref().map(|s| (s, s.get_ref().as_str())) {
+        None | Some((_, "batch")) => SyncMode::Batch,
+        Some((_, "none")) => SyncMode::None,
+        Some((s, other)) => {
+            p.at(
+                s.span(),
+                "log.sync",
+                format!("{other:?}: use \"batch\" or \"none\""),
+            );
+            SyncMode::Batch
+        }
+    };
+    let checkpoint_interval = dur(
+        p,
+        &log.checkpoint_interval,
+        "log.checkpoint_interval",
+        DEFAULT_CHECKPOINT_INTERVAL,
+    );
+    let signing_key = log.signing_key.as_ref().and_then(|k| {
+        SigningKey::load(&resolve(base, k.get_ref()))
+            .map_err(|e| p.at(k.span(), "log.signing_key", e.to_string()))
+            .ok()
+    });
     let queue = match &log.queue {
         None => DEFAULT_QUEUE,
         Some(n) if (1..=MAX_QUEUE).contains(n.get_ref()) => *n.get_ref(),
@@ -104,7 +162,7 @@ pub(super) fn access_log(
             "stdout" => AccessLogTarget::Stdout,
             "off" => AccessLogTarget::Off,
             "syslog" => match &log.syslog {
-                Some(s) => AccessLogTarget::Syslog(syslog(p, s)),
+                Some(s) => AccessLogTarget::Syslog(syslog(p, s, base)),
                 None => {
                     p.at(a.span(), "log.access", "syslog needs a [log.syslog] table");
                     AccessLogTarget::Off
@@ -131,30 +189,59 @@ pub(super) fn access_log(
             "set, but log.access is not \"syslog\": say which one is meant",
         );
     }
-    AccessLogConfig { target, queue }
+    AccessLogConfig {
+        target,
+        queue,
+        sync,
+        checkpoint_interval,
+        signing_key,
+    }
 }
 
-fn syslog(p: &mut Problems<'_>, s: &schema::LogSyslog) -> SyslogConfig {
+fn syslog(p: &mut Problems<'_>, s: &schema::LogSyslog, base: Option<&Path>) -> SyslogConfig {
     let address = s.address.get_ref();
-    if let Err(e) = crate::policy::Target::parse_authority(address, None) {
-        p.at(
-            s.address.span(),
-            "log.syslog.address",
-            format!("{address:?}: {e} (want host:port)"),
-        );
-    }
+    let host = match crate::policy::Target::parse_authority(address, None) {
+        Ok(t) => t.host.to_string(),
+        Err(e) => {
+            p.at(
+                s.address.span(),
+                "log.syslog.address",
+                format!("{address:?}: {e} (want host:port)"),
+            );
+            String::new()
+        }
+    };
     let transport = match s.transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
         None | Some((_, "udp")) => SyslogTransport::Udp,
         Some((_, "tcp")) => SyslogTransport::Tcp,
+        Some((_, "tls")) => SyslogTransport::Tls(tls(p, s, base, host)),
         Some((t, other)) => {
             p.at(
                 t.span(),
                 "log.syslog.transport",
-                format!("{other:?}: use \"udp\" or \"tcp\""),
+                format!("{other:?}: use \"udp\", \"tcp\" or \"tls\""),
             );
             SyslogTransport::Udp
         }
     };
+    if !matches!(transport, SyslogTransport::Tls(_)) {
+        for (v, key) in [
+            (&s.ca_file, "log.syslog.ca_file"),
+            (&s.server_name, "log.syslog.server_name"),
+            (&s.client_cert, "log.syslog.client_cert"),
+            (&s.client_key, "log.syslog.client_key"),
+        ] {
+            if let Some(v) = v {
+                p.at(v.span(), key, "only for transport = \"tls\"");
+            }
+        }
+    }
+    let write_timeout = dur(
+        p,
+        &s.write_timeout,
+        "log.syslog.write_timeout",
+        DEFAULT_WRITE_TIMEOUT,
+    );
     let facility = match &s.facility {
         None => 16,
         Some(f) => match FACILITIES.iter().find(|(n, _)| n == f.get_ref()) {
@@ -176,6 +263,65 @@ fn syslog(p: &mut Problems<'_>, s: &schema::LogSyslog) -> SyslogConfig {
         app_name: header_field(p, &s.app_name, "log.syslog.app_name", 48)
             .unwrap_or_else(|| "lbo-proxy".into()),
         hostname: header_field(p, &s.hostname, "log.syslog.hostname", 255),
+        write_timeout,
+    }
+}
+
+fn tls(
+    p: &mut Problems<'_>,
+    s: &schema::LogSyslog,
+    base: Option<&Path>,
+    host: String,
+) -> SyslogTls {
+    let mut file = |v: &Option<Spanned<String>>, key: &str| {
+        let v = v.as_ref()?;
+        let path = resolve(base, v.get_ref());
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Some(path),
+            Ok(_) => {
+                p.at(v.span(), key, format!("{}: not a file", path.display()));
+                None
+            }
+            Err(e) => {
+                p.at(v.span(), key, format!("{}: {e}", path.display()));
+                None
+            }
+        }
+    };
+    let ca_file = file(&s.ca_file, "log.syslog.ca_file");
+    let cert = file(&s.client_cert, "log.syslog.client_cert");
+    let key = file(&s.client_key, "log.syslog.client_key");
+    let client_cert = match (cert, key, &s.client_cert, &s.client_key) {
+        (Some(c), Some(k), _, _) => Some((c, k)),
+        (_, _, Some(c), None) => {
+            p.at(c.span(), "log.syslog.client_cert", "needs client_key too");
+            None
+        }
+        (_, _, None, Some(k)) => {
+            p.at(k.span(), "log.syslog.client_key", "needs client_cert too");
+            None
+        }
+        _ => None,
+    };
+    let server_name = match &s.server_name {
+        Some(n) => n.get_ref().clone(),
+        None => host,
+    };
+    if rustls::pki_types::ServerName::try_from(server_name.clone()).is_err() {
+        let span = s
+            .server_name
+            .as_ref()
+            .map_or(s.address.span(), |n| n.span());
+        p.at(
+            span,
+            "log.syslog.server_name",
+            format!("{server_name:?} is not a name a certificate can be checked against"),
+        );
+    }
+    SyslogTls {
+        ca_file,
+        server_name,
+        client_cert,
     }
 }
 
@@ -218,6 +364,9 @@ mod tests {
         let c = load("").unwrap();
         assert_eq!(c.target, AccessLogTarget::Stdout);
         assert_eq!(c.queue, DEFAULT_QUEUE);
+        assert_eq!(c.sync, SyncMode::Batch);
+        assert_eq!(c.checkpoint_interval, DEFAULT_CHECKPOINT_INTERVAL);
+        assert_eq!(c.signing_key, None);
     }
 
     #[test]
@@ -249,6 +398,7 @@ mod tests {
                 facility: 16,
                 app_name: "lbo-proxy".into(),
                 hostname: None,
+                write_timeout: Duration::from_secs(5),
             })
         );
         let c = load(
@@ -292,5 +442,73 @@ mod tests {
         let e = load("[log]\nqueue = 18446744073709551615\n").unwrap_err();
         assert!(e.contains("t.toml:8: log.queue"), "{e}");
         assert!(load("[log.syslog]\naddress = \"a:514\"\nport = 1\n").is_err());
+    }
+
+    #[test]
+    fn sync_checkpoints_and_the_signing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("log.key");
+        crate::access_log::keys::generate(&key, &dir.path().join("log.pub")).unwrap();
+        let c = load(&format!(
+            "[log]\nsync = \"none\"\ncheckpoint_interval = \"30s\"\nsigning_key = \"{}\"\n",
+            key.display()
+        ))
+        .unwrap();
+        assert_eq!(c.sync, SyncMode::None);
+        assert_eq!(c.checkpoint_interval, Duration::from_secs(30));
+        assert_eq!(c.signing_key.unwrap().path, key);
+        let e = load(
+            "[log]\nsync = \"always\"\ncheckpoint_interval = \"0s\"\nsigning_key = \"nope.key\"\n",
+        )
+        .unwrap_err();
+        for want in [
+            "t.toml:8: log.sync",
+            "t.toml:9: log.checkpoint_interval",
+            "t.toml:10: log.signing_key: /etc/lbo/nope.key",
+        ] {
+            assert!(e.contains(want), "{want} in {e}");
+        }
+    }
+
+    #[test]
+    fn syslog_over_tls_with_a_ca_and_a_client_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "me.pem", "me.key"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        let d = dir.path().display();
+        let c = load(&format!(
+            "[log]\naccess = \"syslog\"\n[log.syslog]\naddress = \"siem.example:6514\"\n\
+             transport = \"tls\"\nca_file = \"{d}/ca.pem\"\nclient_cert = \"{d}/me.pem\"\n\
+             client_key = \"{d}/me.key\"\nwrite_timeout = \"2s\"\n"
+        ))
+        .unwrap();
+        let AccessLogTarget::Syslog(s) = c.target else {
+            panic!("{c:?}")
+        };
+        assert_eq!(s.write_timeout, Duration::from_secs(2));
+        assert_eq!(
+            s.transport,
+            SyslogTransport::Tls(SyslogTls {
+                ca_file: Some(dir.path().join("ca.pem")),
+                server_name: "siem.example".into(),
+                client_cert: Some((dir.path().join("me.pem"), dir.path().join("me.key"))),
+            })
+        );
+        let e = load(&format!(
+            "[log]\naccess = \"syslog\"\n[log.syslog]\naddress = \"siem.example:6514\"\n\
+             transport = \"tls\"\nca_file = \"{d}/missing.pem\"\nclient_cert = \"{d}/me.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("t.toml:12: log.syslog.ca_file"), "{e}");
+        assert!(
+            e.contains("t.toml:13: log.syslog.client_cert: needs client_key"),
+            "{e}"
+        );
+        let e = load(
+            "[log]\naccess = \"syslog\"\n[log.syslog]\naddress = \"a:514\"\nca_file = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("only for transport = \"tls\""), "{e}");
     }
 }

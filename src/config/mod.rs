@@ -9,6 +9,7 @@ pub mod limits;
 pub mod log;
 mod pac;
 pub mod schema;
+pub mod state;
 mod tenant;
 pub mod transparent;
 mod upstream;
@@ -23,7 +24,10 @@ use ipnet::IpNet;
 
 pub use allowlists::LoadedCategory;
 pub use error::{ConfigError, Problem};
-pub use log::{AccessLogConfig, AccessLogTarget, SyslogConfig, SyslogTransport};
+pub use log::{
+    AccessLogConfig, AccessLogTarget, SyncMode, SyslogConfig, SyslogTls, SyslogTransport,
+};
+pub use state::StateConfig;
 
 use crate::policy::Snapshot;
 
@@ -52,6 +56,8 @@ pub struct Config {
     pub access: limits::Access,
     /// `None`: tenant restrictions off, every sign-in a blind tunnel.
     pub tenant: Option<crate::intercept::TenantRestrictions>,
+    /// What outlives the process (read at start only).
+    pub state: StateConfig,
 }
 
 /// The domain-fronting guard: a direct tunnel's ClientHello must name a host that is

@@ -37,6 +37,16 @@ pub struct File {
     pub access: Access,
     /// Absent: tenant restrictions are off and every sign-in is a blind tunnel.
     pub tenant_restrictions: Option<Spanned<TenantRestrictions>>,
+    #[serde(default)]
+    pub state: State,
+}
+
+/// What must outlive the process.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Directory (default `/var/lib/lbo-proxy`); relative to the config file.
+    pub dir: Option<Spanned<String>>,
 }
 
 /// Who may use the proxy beyond the segments' networks.
@@ -289,6 +299,12 @@ pub struct Log {
     pub queue: Option<Spanned<usize>>,
     /// The SIEM collector, for `access = "syslog"`.
     pub syslog: Option<LogSyslog>,
+    /// `batch` (fdatasync at most once a second) or `none` (the kernel writes back).
+    pub sync: Option<Spanned<String>>,
+    /// How often a signed checkpoint is added besides rotations (default `10m`).
+    pub checkpoint_interval: Option<Spanned<String>>,
+    /// Ed25519 private key (PEM, PKCS#8) that signs checkpoints: `lbo-proxy log keygen`.
+    pub signing_key: Option<Spanned<String>>,
 }
 
 /// RFC 5424 syslog to a collector (`[log.syslog]`).
@@ -297,8 +313,19 @@ pub struct Log {
 pub struct LogSyslog {
     /// `host:port` of the collector.
     pub address: Spanned<String>,
-    /// `udp` (RFC 5426) or `tcp` (RFC 6587 octet counting).
+    /// `udp` (RFC 5426), `tcp` (RFC 6587 octet counting) or `tls` (RFC 5425).
     pub transport: Option<Spanned<String>>,
+    /// PEM bundle the collector's certificate is verified against (`tls`; default: the
+    /// system roots).
+    pub ca_file: Option<Spanned<String>>,
+    /// Name to verify on the collector's certificate (default: the host of `address`).
+    pub server_name: Option<Spanned<String>>,
+    /// PEM certificate chain and key the appliance presents (`tls`, optional).
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    /// A collector that takes no bytes for this long is dropped and reconnected (`tcp`,
+    /// `tls`; default `5s`).
+    pub write_timeout: Option<Spanned<String>>,
     /// Facility name, e.g. `local0`.
     pub facility: Option<Spanned<String>>,
     /// APP-NAME in the header.

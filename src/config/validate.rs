@@ -238,6 +238,7 @@ fn build(
     let limits = super::limits::limits(p, &file.limits);
     let access = super::limits::access(p, &file.access, &file.segments, base);
     let access_log = super::log::access_log(p, &file.log, base);
+    let state = super::state::state(p, &file.state, base);
     let pac = pac(p, &file.pac, &proxy_listen, &upstream);
     let sni_check = sni_check(p, &file.sni_check);
     let transparent = super::transparent::validate(p, &file.transparent);
@@ -274,6 +275,7 @@ fn build(
         transparent,
         access,
         tenant,
+        state,
     })
 }
 

@@ -81,7 +81,7 @@ impl Resolver {
             Ok(Err(e)) if timed_out(&e) => Err(ConnectError::DnsTimeout(name.to_string())),
             Ok(Err(e)) => Err(ConnectError::DnsFailed {
                 name: name.to_string(),
-                detail: dns_words(&e),
+                detail: crate::error_text::dns(&e),
             }),
             Ok(Ok(found)) => {
                 let ips: Arc<[IpAddr]> = found.iter().collect();
@@ -138,20 +138,6 @@ impl Answers {
 }
 
 /// The resolvers did not answer in time (as opposed to answering "no such name").
-/// A failed lookup in words: hickory's own text names the query as a debug dump.
-fn dns_words(e: &NetError) -> String {
-    use hickory_resolver::net::{DnsError, NetError as E};
-    use hickory_resolver::proto::op::ResponseCode;
-    match e {
-        E::Dns(DnsError::NoRecordsFound(n)) if n.response_code == ResponseCode::NXDomain => {
-            "no such name (NXDOMAIN)".into()
-        }
-        E::Dns(DnsError::NoRecordsFound(_)) => "no address for this name".into(),
-        E::Dns(DnsError::ResponseCode(code)) => format!("the resolver answered {code}"),
-        other => other.to_string(),
-    }
-}
-
 fn timed_out(e: &NetError) -> bool {
     match e {
         NetError::Timeout => true,

@@ -85,7 +85,13 @@ pub async fn intercept<C>(
                 "client TLS handshake not complete within timeouts.head".into(),
             )
         }
-        Ok(Err(e)) => return fail(rec, client_reason(&e), format!("client TLS: {e}")),
+        Ok(Err(e)) => {
+            return fail(
+                rec,
+                client_reason(&e),
+                format!("client TLS: {}", crate::error_text::io(&e)),
+            )
+        }
         Ok(Ok(tls)) => tls,
     };
     let client_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -223,7 +229,10 @@ async fn connect_origin(
             } else {
                 TenantReason::OriginHandshakeFailed
             };
-            return Origin::Failed(reason, format!("sign-in server TLS: {e}"));
+            return Origin::Failed(
+                reason,
+                format!("sign-in server TLS: {}", crate::error_text::io(&e)),
+            );
         }
         Ok(Ok(tls)) => tls,
     };

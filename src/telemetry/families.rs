@@ -50,6 +50,8 @@ pub(super) struct Families {
     pub(super) parent_standby: IntCounterVec,
     pub(super) parent_tls_handshakes: IntCounterVec,
     pub(super) parent_state_changes: IntCounterVec,
+    pub(super) access_log_unreported: IntGauge,
+    pub(super) access_log_checkpoints: IntCounter,
 }
 
 impl Families {
@@ -163,7 +165,7 @@ impl Families {
                 r,
                 IntCounter::new(
                     "lbo_access_log_dropped_total",
-                    "Access-log records dropped because the writer could not keep up: gaps in the audit trail.",
+                    "Access-log records lost: dropped because the queue was full, or a write to the sink failed. Each is counted in the log itself by a records_lost line.",
                 )?,
             )?,
             access_log_queue_depth: add(
@@ -177,7 +179,7 @@ impl Families {
                 r,
                 IntCounter::new(
                     "lbo_access_log_write_errors_total",
-                    "Failed attempts to write to the access-log sink (file, stdout, syslog collector), each logged; a record given up on is also counted as dropped.",
+                    "Failed writes, syncs and connections of the access-log sink (file, stdout, syslog collector), each in the service log; records they lost are also counted in lbo_access_log_dropped_total.",
                 )?,
             )?,
             build_info: gauges(
@@ -233,6 +235,20 @@ impl Families {
                 "lbo_parent_state_changes_total",
                 "Times a parent changed state, up to down or down to up (fall or rise reached).",
                 &["parent"],
+            )?,
+            access_log_unreported: add(
+                r,
+                IntGauge::new(
+                    "lbo_access_log_lost_unreported",
+                    "Access-log records lost whose count is not yet written in the log (a records_lost line): above 0 for long, the sink is still failing.",
+                )?,
+            )?,
+            access_log_checkpoints: add(
+                r,
+                IntCounter::new(
+                    "lbo_access_log_checkpoints_total",
+                    "Checkpoints written to the access log (signed when log.signing_key is set): at start, rotation, every log.checkpoint_interval and at shutdown.",
+                )?,
             )?,
         };
         for limit in super::labels::LIMITS {

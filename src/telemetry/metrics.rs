@@ -257,6 +257,21 @@ impl Metrics {
         }
     }
 
+    /// Lost access-log records whose count the log does not say yet.
+    pub fn access_log_unreported(&self, n: u64) {
+        if let Some(f) = &self.families {
+            f.access_log_unreported
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// A checkpoint line written to the access log.
+    pub fn access_log_checkpoint(&self) {
+        if let Some(f) = &self.families {
+            f.access_log_checkpoints.inc();
+        }
+    }
+
     pub(super) fn counter(
         &self,
         pick: impl Fn(&Families) -> &IntCounterVec,
@@ -349,7 +364,7 @@ mod tests {
 
     fn outcome() -> Outcome {
         Outcome {
-            time: SystemTime::UNIX_EPOCH,
+            start: SystemTime::UNIX_EPOCH,
             listener: "explicit",
             client: "192.0.2.7".parse().unwrap(),
             segment: Some(Arc::from("honcho")),
@@ -377,6 +392,7 @@ mod tests {
             reason: CloseReason::Finished,
             blame: None,
             error: None,
+            ..Outcome::default()
         }
     }
 

@@ -99,6 +99,8 @@ dns = "1s"
 drain = "1s"
 [log]
 access = "access.log"
+[state]
+dir = "state"
 "#,
             dns = self.dns,
             squid = self.squid,

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod collector;
+pub mod evidence;
 pub mod parent;
 pub mod process;
 pub mod readback;
@@ -576,6 +578,8 @@ drain = "1s"
 {connect}{timeouts}
 [log]
 access = "access.log"
+[state]
+dir = "state"
 {extra}
 "#,
             dns = lab.dns,
@@ -649,7 +653,8 @@ access = "access.log"
         self.dir
     }
 
-    /// Access-log records (waits, bounded, for at least `n`).
+    /// Access-log records (waits, bounded, for at least `n`), without the log's own
+    /// lines (checkpoints, reports of lost records).
     pub async fn records(&self, n: usize) -> Vec<serde_json::Value> {
         let path: PathBuf = self.dir.path().join("access.log");
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -658,6 +663,7 @@ access = "access.log"
             let recs: Vec<serde_json::Value> = text
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("access log lines are JSON"))
+                .filter(|r: &serde_json::Value| r.get("event").is_none())
                 .collect();
             if recs.len() >= n || Instant::now() > deadline {
                 return recs;

@@ -314,7 +314,7 @@ fn tls_words(e: &std::io::Error, tls: &TlsLink) -> String {
             "the parent did not answer in TLS (is tls = true right for this port?)".into()
         }
         rustls::Error::NoCertificatesPresented => "the parent presented no certificate".into(),
-        other => other.to_string(),
+        other => crate::error_text::tls(other),
     }
 }
 
