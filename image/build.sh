@@ -16,6 +16,9 @@
 #   --allowlist FILE       a local allowlist for /etc/lbo-proxy/allowlists/; repeatable
 #   --extra FILE           another file for /etc/lbo-proxy/ (parent password, CA bundle);
 #                          repeatable; installed root:lbo-proxy 0640
+#   --firewall FILE        the site's firewall legs (interfaces, admin network) for
+#                          /etc/nftables.d/lbo-site.nft (default: none set, so no leg
+#                          accepts anything new until first boot sets them)
 #   --authorized-keys FILE install these keys for root's SSH login (key only); without
 #                          it, SSH has no key to accept until one is added on the console
 #   --mirror URL           Debian mirror (default: the one this machine's apt uses for
@@ -46,6 +49,7 @@ usage() { sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 # --- arguments ------------------------------------------------------------------------
 
 config=""
+firewall=""
 allowlists=()
 extras=()
 authorized_keys=""
@@ -62,6 +66,7 @@ while [[ $# -gt 0 ]]; do
         --config) config=${2:?--config needs a file}; shift 2 ;;
         --allowlist) allowlists+=("${2:?--allowlist needs a file}"); shift 2 ;;
         --extra) extras+=("${2:?--extra needs a file}"); shift 2 ;;
+        --firewall) firewall=${2:?--firewall needs a file}; shift 2 ;;
         --authorized-keys) authorized_keys=${2:?--authorized-keys needs a file}; shift 2 ;;
         --mirror) mirror=${2:?--mirror needs a URL}; shift 2 ;;
         --size) size=${2:?--size needs a size}; shift 2 ;;
@@ -92,6 +97,7 @@ done
 [[ $(dpkg-deb --field "$package" Package Architecture 2>/dev/null | tr '\n' ' ') == "Package: lbo-proxy Architecture: amd64 " ]] \
     || die "$package: not an lbo-proxy amd64 package (packaging/build-deb.sh)"
 [[ -z $config || -f $config ]] || die "$config: no such file"
+[[ -z $firewall || -f $firewall ]] || die "$firewall: no such file"
 for f in "${allowlists[@]}" "${extras[@]}"; do [[ -f $f ]] || die "$f: no such file"; done
 [[ -z $authorized_keys || -f $authorized_keys ]] || die "$authorized_keys: no such file"
 [[ $hostname =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] || die "--hostname: use a-z, 0-9 and '-'"
@@ -192,6 +198,9 @@ EOF
 # The appliance's own files (image/rootfs/): network (DHCP until the site's addresses are
 # set), nftables, journald limits, resolved without LLMNR/mDNS, sysctl for many sockets.
 cp -r --no-preserve=ownership "$here/rootfs/." "$root/"
+[[ -z $firewall ]] || install -m 0644 "$firewall" "$root/etc/nftables.d/lbo-site.nft"
+# The rule set must load where it will run.
+in_root nft -c -f /etc/nftables.conf || die "the firewall rules do not load (--firewall)"
 in_root systemctl enable systemd-networkd.service systemd-resolved.service nftables.service chrony.service ssh.service
 
 # Serial and VGA console (boot menu and kernel), short menu.

@@ -42,7 +42,8 @@ else
     started=$(date +%s)
     package=$("$repo/packaging/build-deb.sh" "$version")
     "$here/build.sh" --force --config "$here/boot-test/lbo-proxy.toml" \
-        --allowlist "$here/boot-test/boot-test.toml" "$package" "$image"
+        --allowlist "$here/boot-test/boot-test.toml" --firewall "$here/boot-test/lbo-site.nft" \
+        "$package" "$image"
     log "image built in $(( $(date +%s) - started ))s: $image ($(du -h "$image" | cut -f1))"
 fi
 

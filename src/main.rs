@@ -94,6 +94,9 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// Also exit non-zero when any safeguard is weakened (section 6 of the report).
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -217,7 +220,8 @@ fn main() -> ExitCode {
             lang,
             format,
             out,
-        } => audit(config, profile, lang, format, out),
+            strict,
+        } => audit(config, profile, lang, format, out, strict),
     };
     match result {
         Ok(code) => code,
@@ -232,6 +236,11 @@ fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
     config::load(path.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Loads a config the way `run` (and reload) load it: the files it will open included.
+fn load_to_run(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    config::load_to_run(path.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -240,7 +249,7 @@ fn run(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = load(path)?;
+    let config = load_to_run(path)?;
     tracing::info!(config = %config.source.display(), "configuration loaded");
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
@@ -295,13 +304,18 @@ async fn shutdown_signal() {
 }
 
 fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = match config::load(path.as_deref()) {
+    let config = match config::load_to_run(path.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    // What `run` builds from the config before it serves, built the same way.
+    if let Err(e) = lbo_proxy::server::preflight(&config) {
+        eprintln!("{}: {e:#}", config.source.display());
+        return Ok(ExitCode::FAILURE);
+    }
     let snap = &config.policy;
     println!("configuration {}: OK", config.source.display());
     let listeners: Vec<String> = config.proxy_listen.iter().map(|a| a.to_string()).collect();
@@ -374,6 +388,19 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             c.provenance.source,
             c.provenance.version
         );
+    }
+    println!(
+        "public suffix list: psl {} (wildcards at a public suffix are refused)",
+        lbo_proxy::policy::shared_hosting::PSL_VERSION
+    );
+    let weakened = config::safeguards::weakened(&config);
+    if weakened.is_empty() {
+        println!("weakened safeguards: none");
+    } else {
+        println!("weakened safeguards ({}):", weakened.len());
+        for w in &weakened {
+            println!("  {} = {}: {}", w.key, w.value, w.opens);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -503,6 +530,7 @@ fn audit(
     lang: lbo_proxy::audit::Lang,
     format: lbo_proxy::audit::Format,
     out: Option<PathBuf>,
+    strict: bool,
 ) -> anyhow::Result<ExitCode> {
     use std::io::Write as _;
     let report = lbo_proxy::audit::generate(
@@ -518,13 +546,21 @@ fn audit(
             .write_all(text.as_bytes())
             .context("writing the report")?,
     }
-    match report.failures() {
-        0 => Ok(ExitCode::SUCCESS),
-        n => {
-            eprintln!("lbo-proxy: {n} probe decision(s) contradict the expectation (FAILURE in the report)");
-            Ok(ExitCode::FAILURE)
-        }
+    let failures = report.failures();
+    if failures > 0 {
+        eprintln!("lbo-proxy: {failures} probe decision(s) contradict the expectation (FAILURE in the report)");
     }
+    let weakened = report.weakened.len();
+    if strict && weakened > 0 {
+        eprintln!(
+            "lbo-proxy: {weakened} weakened safeguard(s) (section 6 of the report) and --strict"
+        );
+    }
+    Ok(if failures > 0 || (strict && weakened > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn pac(path: Option<PathBuf>, segment: Option<String>) -> anyhow::Result<ExitCode> {

@@ -63,6 +63,12 @@ pub enum CloseReason {
     ParentTimeout,
     /// The parent could not reach the destination: its 502, 503 or 504, passed on.
     ParentOriginError,
+    /// A reload changed the policy so that this open tunnel would be routed otherwise
+    /// (`[reload] open_tunnels = "recheck"`): it was closed.
+    PolicyChanged,
+    /// The admin listener refused the client: outside `[admin] allow` and the networks
+    /// opened to the endpoint, or a change asked for without the token off loopback.
+    AdminRefused,
 }
 
 /// Who failed, when something did.
@@ -87,7 +93,7 @@ impl Blame {
 
 impl CloseReason {
     /// Every reason, in the enum's order (docs/access-log.md has an example of each).
-    pub const ALL: [CloseReason; 30] = {
+    pub const ALL: [CloseReason; 32] = {
         use CloseReason::*;
         [
             Finished,
@@ -120,6 +126,8 @@ impl CloseReason {
             ParentUnreachable,
             ParentTimeout,
             ParentOriginError,
+            PolicyChanged,
+            AdminRefused,
         ]
     };
 
@@ -157,13 +165,16 @@ impl CloseReason {
             ParentUnreachable => "parent_unreachable",
             ParentTimeout => "parent_timeout",
             ParentOriginError => "parent_origin_error",
+            PolicyChanged => "policy_changed",
+            AdminRefused => "admin_refused",
         }
     }
 
     pub fn blame(self) -> Option<Blame> {
         use CloseReason::*;
         match self {
-            Finished | Denied | Cancelled | Shutdown | IdleTimeout | TunnelLifetime => None,
+            Finished | Denied | Cancelled | Shutdown | IdleTimeout | TunnelLifetime
+            | PolicyChanged => None,
             ClientError
             | BadRequest
             | HeadTimeout
@@ -172,7 +183,8 @@ impl CloseReason {
             | TooManyHeaders
             | ClientConnectionLimit
             | AuthRequired
-            | InterceptRefused => Some(Blame::Client),
+            | InterceptRefused
+            | AdminRefused => Some(Blame::Client),
             ServerError | DnsFailed | DnsTimeout | ConnectFailed | ConnectTimeout | ParentsDown
             | ParentRefused | ParentFailed | InterceptFailed | ParentUnreachable
             | ParentTimeout | ParentOriginError => Some(Blame::NextHop),
@@ -261,6 +273,8 @@ pub struct Recorder {
     outcome: Outcome,
     started: Instant,
     log: AccessLog,
+    /// The client's address and port (the record keeps the address only).
+    peer: SocketAddr,
 }
 
 impl Recorder {
@@ -275,11 +289,16 @@ impl Recorder {
             },
             started: Instant::now(),
             log: log.clone(),
+            peer: client,
         }
     }
 
     pub fn client(&self) -> IpAddr {
         self.outcome.client
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     pub fn get(&mut self) -> &mut Outcome {
@@ -461,6 +480,8 @@ mod tests {
             ParentUnreachable,
             ParentTimeout,
             ParentOriginError,
+            PolicyChanged,
+            AdminRefused,
         ];
         for r in listed {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());

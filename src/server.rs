@@ -17,19 +17,22 @@ use crate::config::{self, Config};
 use crate::egress::direct::DirectConnector;
 use crate::egress::parent::ParentPool;
 use crate::ingress::admission::Admission;
+use crate::ingress::tunnels::Tunnels;
 use crate::{admin, ingress, systemd};
 
-/// What every connection shares. A connection keeps the context it started with, so a
-/// reload never changes the rules under an open tunnel.
+/// What the requests in force share: the config and what is built from it. Each request
+/// (every head of a kept-alive connection, each CONNECT, each transparent connection) is
+/// decided with the context in force when it arrives; a reload swaps in a new one, and
+/// open tunnels are decided again by the [`Tunnels`] registry.
 pub struct Context {
     pub config: Arc<Config>,
+    /// Counts reloads: what a kept-alive next-hop connection was made under.
+    pub generation: u64,
     pub direct: DirectConnector,
     pub parents: Arc<ParentPool>,
     pub log: AccessLog,
     /// Becomes true when the proxy stops accepting.
     pub shutdown: watch::Receiver<bool>,
-    /// Becomes true when the drain time is over and open tunnels must close.
-    drain_over: watch::Receiver<bool>,
     /// Open client connections, bounded by `limits.max_connections` overall and
     /// `limits.max_connections_per_client` per address; shared across reloads.
     pub admission: Arc<Admission>,
@@ -37,11 +40,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// Resolves when open tunnels must stop.
-    pub async fn drained(&self) {
-        stopping(&mut self.drain_over.clone()).await;
-    }
-
     /// A context for `config`, reusing what does not change from `old`: the access-log
     /// writer (same target), the open-connection counts (with the new limits), parent health.
     async fn build(config: Config, old: &Context) -> anyhow::Result<Context> {
@@ -69,17 +67,32 @@ impl Context {
             .context("setting up the direct route's resolver")?;
         let parents = ParentPool::new(&config.upstream, &config.timeouts, Some(&old.parents))
             .context("setting up the security cloud parents")?;
+        for (segment, users) in &config.access.auth {
+            if let Some(before) = old.config.access.users(segment) {
+                users.inherit(before);
+            }
+        }
         Ok(Context {
             config: Arc::new(config),
             direct,
             parents: Arc::new(parents),
             log,
+            generation: old.generation + 1,
             shutdown: old.shutdown.clone(),
-            drain_over: old.drain_over.clone(),
             admission,
             tasks: old.tasks.clone(),
         })
     }
+}
+
+/// Builds what a run builds from a config before it serves, and drops it: `check` calls
+/// it so that a config the run would refuse is refused there too.
+pub fn preflight(config: &Config) -> anyhow::Result<()> {
+    DirectConnector::new(&config.direct, &config.timeouts)
+        .context("setting up the direct route's resolver")?;
+    ParentPool::new(&config.upstream, &config.timeouts, None)
+        .context("setting up the security cloud parents")?;
+    Ok(())
 }
 
 /// Pending connections the kernel queues before accept: a burst of thousands of PCs at
@@ -111,18 +124,23 @@ pub async fn stopping(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|set| *set).await;
 }
 
-/// The running proxy's current context, swapped on reload.
+/// The running proxy: the context in force, swapped on reload, and the open tunnels.
 pub struct Live {
-    current: watch::Sender<Arc<Context>>,
+    current: arc_swap::ArcSwap<Context>,
     /// The file to re-read; `None`: the embedded default.
     path: Option<PathBuf>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Every open tunnel, across reloads.
+    pub tunnels: Arc<Tunnels>,
+    /// Cancelled when the proxy stops accepting: connections idle between requests close.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Live {
+    /// The context in force: one lock-free load, taken as each request arrives.
     pub fn current(&self) -> Arc<Context> {
-        self.current.borrow().clone()
+        self.current.load_full()
     }
 
     /// Re-reads the config and allowlists, validates them, and swaps the new context in.
@@ -140,7 +158,7 @@ impl Live {
 
     async fn try_reload(&self) -> Result<(), ReloadError> {
         let path = self.path.clone();
-        let config = tokio::task::spawn_blocking(move || config::load(path.as_deref()))
+        let config = tokio::task::spawn_blocking(move || config::load_to_run(path.as_deref()))
             .await
             .map_err(|e| ReloadError::Setup(e.to_string()))?
             .map_err(ReloadError::Config)?;
@@ -161,7 +179,17 @@ impl Live {
             Arc::downgrade(&ctx.parents),
             ctx.shutdown.clone(),
         ));
-        self.current.send_replace(ctx);
+        let recheck = ctx.config.reload == config::admin::OpenTunnels::Recheck;
+        self.current.store(ctx.clone());
+        if recheck {
+            let closed = self.tunnels.recheck(&ctx);
+            if closed > 0 {
+                tracing::info!(
+                    closed,
+                    "open tunnels whose route the new policy changes are closed"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -182,7 +210,6 @@ pub struct Server {
     transparent_http: Vec<TcpListener>,
     admin: Option<TcpListener>,
     shutdown_tx: watch::Sender<bool>,
-    drain_tx: watch::Sender<bool>,
 }
 
 impl Server {
@@ -223,7 +250,6 @@ impl Server {
                 .context("setting up the security cloud parents")?,
         );
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let (drain_tx, drain_over) = watch::channel(false);
         let path =
             (config.source != Path::new(config::EMBEDDED_NAME)).then(|| config.source.clone());
         crate::telemetry::metrics().config_loaded(&config);
@@ -233,17 +259,19 @@ impl Server {
                 config.limits.max_connections_per_client,
             ),
             config: Arc::new(config),
+            generation: 0,
             direct,
             parents,
             log,
             shutdown,
-            drain_over,
             tasks: TaskTracker::new(),
         });
         let live = Arc::new(Live {
-            current: watch::channel(ctx).0,
+            current: arc_swap::ArcSwap::new(ctx),
             path,
             reloading: tokio::sync::Mutex::new(()),
+            tunnels: Arc::default(),
+            stopping: tokio_util::sync::CancellationToken::new(),
         });
         Ok(Server {
             live,
@@ -252,7 +280,6 @@ impl Server {
             transparent_http,
             admin,
             shutdown_tx,
-            drain_tx,
         })
     }
 
@@ -327,6 +354,7 @@ impl Server {
             "shutting down: no new connections, draining open ones"
         );
         let _ = self.shutdown_tx.send(true);
+        live.stopping.cancel();
         for a in accept {
             let _ = a.await;
         }
@@ -339,7 +367,7 @@ impl Server {
                 open = ctx.tasks.len(),
                 "drain time over: closing open tunnels"
             );
-            let _ = self.drain_tx.send(true);
+            live.tunnels.close_all();
             ctx.tasks.wait().await;
         }
         ctx.log.close().await;

@@ -158,6 +158,8 @@ fn by_reason(reason: CloseReason) -> Outcome {
         ParentUnreachable => failed(upstream(), reason, Some(502), "no security cloud parent could be reached: seccloud-a: TCP connect to 192.0.2.10:8080 refused; seccloud-b: TLS handshake failed: the parent's certificate is not signed by a trusted CA (tls_ca_file /etc/lbo-proxy/seccloud-ca.pem)"),
         ParentTimeout => failed(upstream(), reason, Some(504), "seccloud-a did not answer CONNECT www.example.com:443 within 60 s"),
         ParentOriginError => failed(upstream(), reason, Some(503), "seccloud-a could not reach the destination of CONNECT www.example.com:443: it answered 503 Service Unavailable"),
+        PolicyChanged => failed(finished(direct(), 2_048, 61_440, 95_000), reason, Some(200), "login.microsoftonline.com:443 now goes upstream (not_allowlisted)"),
+        AdminRefused => failed(Outcome { listener: "admin", ..undecided(reason, None, "closed at accept: not in admin.allow (nor an endpoint's networks)") }, reason, None, "closed at accept: not in admin.allow (nor an endpoint's networks)"),
     };
     o.blame = o.reason.blame();
     o

@@ -365,8 +365,8 @@ async fn later_requests_get_one_framing_and_broken_chunks_get_400() {
     let proxy = lab(&origin, "", "").await;
     let port = origin.port();
     // A good request, then Content-Length beside Transfer-Encoding on the same connection:
-    // the HTTP server reads it as chunked, drops the length and closes the connection
-    // after answering (RFC 9112 §6.1); the next hop gets one unambiguous framing.
+    // refused as on a first head (400, connection closed); nothing of it or after it
+    // reaches the next hop.
     let req = format!(
         "GET http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\n\r\n\
          POST http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\n\
@@ -374,13 +374,27 @@ async fn later_requests_get_one_framing_and_broken_chunks_get_400() {
          GET http://direct.test:{port}/smuggled HTTP/1.1\r\nHost: direct.test:{port}\r\n\r\n"
     );
     let resp = send(&proxy, req.as_bytes()).await;
-    assert_eq!(resp.matches("HTTP/1.1 200 ").count(), 2, "{resp}");
-    // The proxy frames the body itself (chunked); the client's length does not travel.
+    assert_eq!(resp.matches("HTTP/1.1 200 ").count(), 1, "{resp}");
+    assert!(
+        resp.contains("HTTP/1.1 400 ")
+            && resp.contains("both Content-Length and Transfer-Encoding"),
+        "{resp}"
+    );
     let heads = origin.heads();
-    let second = heads[1].to_ascii_lowercase();
-    assert!(second.starts_with("post / "), "{heads:?}");
-    assert!(!second.contains("content-length"), "{second}");
+    assert_eq!(heads.len(), 1, "{heads:?}");
     assert!(!origin.saw("/smuggled"), "{heads:?}");
+    // A chunked body passes with its own framing: the proxy frames it itself.
+    let req = format!(
+        "POST http://direct.test:{port}/ HTTP/1.1\r\nHost: direct.test:{port}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+         GET http://direct.test:{port}/after HTTP/1.1\r\nHost: direct.test:{port}\r\nConnection: close\r\n\r\n"
+    );
+    let resp = send(&proxy, req.as_bytes()).await;
+    assert_eq!(resp.matches("HTTP/1.1 200 ").count(), 2, "{resp}");
+    assert!(origin.saw("/after"), "{:?}", origin.heads());
+    let second = origin.heads()[1].to_ascii_lowercase();
+    assert!(second.starts_with("post / "), "{second}");
+    assert!(!second.contains("content-length"), "{second}");
 
     // A later head the HTTP server cannot read (obs-fold): its own 400, recorded too.
     let req = format!(
@@ -402,10 +416,11 @@ async fn later_requests_get_one_framing_and_broken_chunks_get_400() {
     let before = denied(&proxy, "bad_request").await;
     let resp = send(&proxy, req.as_bytes()).await;
     assert_eq!(status_of(&resp), "400", "{resp}");
-    // Two records for each pipelined pair, one for the broken chunk: two are refusals.
-    let recs = proxy.records(5).await;
+    // Two records for each pipelined pair and the chunked pair, one for the broken
+    // chunk: three are refusals.
+    let recs = proxy.records(7).await;
     let bad = recs.iter().filter(|r| r["reason"] == "bad_request").count();
-    assert_eq!(bad, 2, "{recs:#?}");
+    assert_eq!(bad, 3, "{recs:#?}");
     assert!(denied(&proxy, "bad_request").await >= before + 1.0);
     proxy.stop().await;
 }
@@ -711,4 +726,93 @@ async fn a_segment_with_auth_file_challenges_and_admits_its_users() {
     ] {
         assert!(!log.contains(secret), "{secret} in the access log");
     }
+}
+
+/// The limits of a first head hold for every later head of a kept-alive connection: the
+/// same status, the same reason in the log, the same counter, and nothing forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_later_head_gets_the_first_heads_limits() {
+    let origin = Origin::start().await;
+    let proxy = lab(
+        &origin,
+        "[limits]\nmax_head_bytes = 4096\nmax_headers = 10",
+        "head = \"1s\"",
+    )
+    .await;
+    let port = origin.port();
+    let ok =
+        format!("GET http://direct.test:{port}/ok HTTP/1.1\r\nHost: direct.test:{port}\r\n\r\n");
+    let fields: String = (0..11).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let later: [(String, &str, &str, &str); 4] = [
+        (
+            format!(
+                "GET http://direct.test:{port}/big HTTP/1.1\r\nHost: direct.test\r\nX-Pad: {}\r\n\r\n",
+                "a".repeat(114_000)
+            ),
+            "431",
+            "head_too_large",
+            "head_bytes",
+        ),
+        (
+            format!("GET http://direct.test:{port}/many HTTP/1.1\r\nHost: direct.test\r\n{fields}\r\n"),
+            "431",
+            "too_many_headers",
+            "header_count",
+        ),
+        (
+            format!("GET http://direct.test:{port}/bare HTTP/1.1\nHost: direct.test\r\n\r\n"),
+            "400",
+            "bad_request",
+            "",
+        ),
+        // Half a head, then silence past timeouts.head.
+        (
+            format!("GET http://direct.test:{port}/slow HTTP/1.1\r\nHost: dir"),
+            "408",
+            "head_timeout",
+            "head_timeout",
+        ),
+    ];
+    for (second, status, reason, limit) in later {
+        let before = if limit.is_empty() {
+            denied(&proxy, reason).await
+        } else {
+            limit_hits(&proxy, limit).await
+        };
+        let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+        tcp.write_all(ok.as_bytes()).await.unwrap();
+        let resp = exchange(&mut tcp, second.as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 200 "), "{reason}: {resp}");
+        let second_status = resp
+            .match_indices("HTTP/1.1 ")
+            .nth(1)
+            .map(|(i, _)| &resp[i + 9..i + 12]);
+        assert_eq!(second_status, Some(status), "{reason}: {resp}");
+        let rec = record(&proxy, "reason", reason).await;
+        assert_eq!(rec["status"].as_u64(), status.parse().ok(), "{rec}");
+        let after = if limit.is_empty() {
+            denied(&proxy, reason).await
+        } else {
+            limit_hits(&proxy, limit).await
+        };
+        assert!(after >= before + 1.0, "{reason}: {before} → {after}");
+    }
+    assert!(
+        origin.heads().iter().all(|h| h.starts_with("GET /ok ")),
+        "{:?}",
+        origin.heads()
+    );
+    // An idle kept-alive connection is closed after the head timeout without a record.
+    let n = proxy.records(0).await.len();
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(ok.as_bytes()).await.unwrap();
+    let resp = read_all(&mut tcp).await;
+    assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        proxy.records(0).await.len(),
+        n + 1,
+        "only the request's record"
+    );
+    proxy.stop().await;
 }

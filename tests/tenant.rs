@@ -539,3 +539,87 @@ async fn the_transparent_listener_intercepts_the_same_way() {
     assert_eq!(rec["tenant_restrictions"]["outcome"], "applied", "{rec}");
     proxy.stop().await;
 }
+
+/// Tenant restrictions follow the server name: a CONNECT to an allowlisted sign-in
+/// address whose ClientHello names a sign-in host is intercepted for that host, one whose
+/// hello names none is refused, and a tunnel to another allowlisted name carrying a
+/// sign-in hello is intercepted as the sign-in it is.
+#[tokio::test]
+async fn sign_ins_are_known_by_their_server_name_whatever_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let signin = SignIn::start(dir.path(), NAMES, H2_AND_H1).await;
+    let ca = proxy_ca(dir.path());
+    let proxy = direct_proxy(&signin, &table(&ca, &signin.ca_pem, &v1_policy())).await;
+    let ip_target = format!("127.0.0.1:{}", signin.port());
+    let ca_pem = Path::new(&ca.0);
+    let page = rustls_get(
+        &proxy,
+        &ip_target,
+        "login.microsoftonline.com",
+        ca_pem,
+        &[b"http/1.1"],
+    )
+    .await
+    .unwrap();
+    assert!(page.contains("signed in"), "{page}");
+    let seen = signin.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].all("restrict-access-to-tenants"),
+        [TENANTS],
+        "{seen:?}"
+    );
+    let recs = proxy.records(1).await;
+    let rec = recs.last().unwrap();
+    assert_eq!(rec["target"], ip_target);
+    assert_eq!(rec["route"], "direct");
+    assert_eq!(rec["tenant_restrictions"]["outcome"], "applied", "{rec}");
+
+    // No server name to a sign-in network: refused, never tunnelled without the headers.
+    let refused = rustls_get(&proxy, &ip_target, "127.0.0.1", ca_pem, &[b"http/1.1"]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let recs = proxy.records(2).await;
+    let rec = recs.last().unwrap();
+    assert_eq!(rec["reason"], "intercept_refused", "{rec}");
+    assert_eq!(
+        rec["tenant_restrictions"]["reason"], "no_server_name",
+        "{rec}"
+    );
+    assert_eq!(
+        signin.requests().len(),
+        1,
+        "nothing reached the sign-in server"
+    );
+
+    // A sign-in hello inside a tunnel to another allowlisted name: intercepted for the
+    // sign-in host it names.
+    let other = format!("outlook.office365.com:{}", signin.port());
+    let page = rustls_get(&proxy, &other, "login.live.com", ca_pem, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert!(page.contains("signed in"), "{page}");
+    let seen = signin.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        seen[1].all("sec-restrict-tenant-access-policy"),
+        ["restrict-msa"]
+    );
+    // A tunnel to a sign-in host whose hello names another host cannot be intercepted.
+    let login = format!("login.microsoftonline.com:{}", signin.port());
+    let fronted = rustls_get(
+        &proxy,
+        &login,
+        "outlook.office365.com",
+        ca_pem,
+        &[b"http/1.1"],
+    )
+    .await;
+    assert!(fronted.is_err(), "{fronted:?}");
+    let recs = proxy.records(4).await;
+    assert_eq!(
+        recs.last().unwrap()["reason"],
+        "intercept_refused",
+        "{recs:#?}"
+    );
+    proxy.stop().await;
+}

@@ -1,14 +1,13 @@
 //! The transparent TLS listener behind a real nftables `redirect`, in a network namespace
 //! the test creates (loopback only, nothing of the host's networks): the original
-//! destination comes back through `SO_ORIGINAL_DST`. Needs root, `ip` and `nft`; skipped
-//! (with a message) otherwise.
+//! destination comes back through `SO_ORIGINAL_DST`. Needs root, `ip` and `nft`
+//! (scripts/test installs them; CI runs as root): without them it fails.
 
 mod support;
 
+use support::netns::Netns;
 use support::tls::client_hello;
 
-use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,86 +15,22 @@ use support::{dns_server, Lab, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A namespace, deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn create() -> Option<Netns> {
-        let name = format!("lbotest-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            return None;
-        }
-        run_in(&name, "ip", &["link", "set", "lo", "up"], None);
-        Some(Netns(name))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// Runs a command inside namespace `ns`, feeding it `stdin`.
-fn run_in(ns: &str, cmd: &str, args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, cmd])
-        .args(args)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        use std::io::Write;
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(text.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success(), "{cmd} {args:?}");
-}
-
-/// Moves the calling thread (only) into namespace `ns`.
-fn enter(ns: &str) {
-    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
-    // SAFETY: setns on a valid namespace fd; it affects this thread only.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
 #[test]
 fn redirected_port_443_keeps_its_original_destination() {
-    let nft = std::path::Path::new("/usr/sbin/nft").exists();
-    let Some(ns) = nft.then(Netns::create).flatten() else {
-        // CI runs as root with nftables installed by scripts/test: there it must run.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "needs root, ip netns and nft (scripts/test installs nftables)"
-        );
-        eprintln!("skipped: needs root, ip netns and nft");
-        return;
-    };
+    assert!(
+        std::path::Path::new("/usr/sbin/nft").exists(),
+        "nft is missing: scripts/test installs nftables"
+    );
+    let ns = Netns::create("transparent");
+    let name = ns.0.clone();
     // Every socket of this test is made on this one thread, inside the namespace.
-    let handle = std::thread::spawn({
-        let name = ns.0.clone();
-        move || {
-            enter(&name);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(scenario(name))
-        }
+    ns.within(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(scenario(name))
     });
-    let result = handle.join();
-    drop(ns);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 async fn scenario(ns: String) {
@@ -128,7 +63,7 @@ async fn scenario(ns: String) {
         "table ip lbotest {{\n chain out {{\n  type nat hook output priority -100\n  \
          ip daddr 127.0.0.2 tcp dport 443 redirect to :{port}\n }}\n}}\n"
     );
-    run_in(&ns, "nft", &["-f", "-"], Some(&rules));
+    support::netns::run_in(&ns, "nft", &["-f", "-"], Some(&rules));
 
     let hello = client_hello("direct.test");
     let mut tcp = TcpStream::connect("127.0.0.2:443").await.unwrap();

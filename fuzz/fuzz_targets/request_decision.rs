@@ -71,7 +71,7 @@ fn target(data: &[u8]) -> Option<Target> {
     match parse(data, LIMITS).ok()? {
         Head::Connect { authority, .. } => Target::parse_authority(authority, None).ok(),
         Head::Partial => None,
-        Head::Http => {
+        Head::Http { .. } => {
             let mut headers = [httparse::EMPTY_HEADER; 100];
             let mut req = httparse::Request::new(&mut headers);
             req.parse(data).ok()?;

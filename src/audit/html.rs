@@ -86,6 +86,7 @@ pub fn render(r: &Report, t: &Text) -> String {
     categories(&mut h, r, t);
     evidence(&mut h, r, t);
     h.push_str(&super::log_evidence::html(&r.access_log, t.code));
+    super::safeguards::html(&mut h, r, t);
     h.push_str(&format!(
         "<footer><p>{} — lbo-proxy {} — {} {}</p></footer>\n</body>\n</html>\n",
         esc(t.end),
@@ -112,7 +113,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn code(s: &str) -> String {
+pub(super) fn code(s: &str) -> String {
     format!("<code>{}</code>", esc(s))
 }
 

@@ -144,6 +144,14 @@ pub struct Text {
     pub invalid: &'static str,
     pub end: &'static str,
 
+    /// Weakened safeguards: heading, what the section is, when there is none, columns.
+    pub s6: &'static str,
+    pub s6_intro: &'static str,
+    pub s6_none: &'static str,
+    pub setting: &'static str,
+    pub value: &'static str,
+    pub opens: &'static str,
+
     expect_words: [&'static str; 3],
     route_words: [&'static str; 3],
     reason_words: [&'static str; 6],
@@ -335,6 +343,13 @@ static EN: Text = Text {
     invalid: "invalid target",
     end: "End of report.",
 
+    s6: "Weakened safeguards",
+    s6_intro: "Settings that open what the appliance would otherwise refuse. Each must be a decision someone made and can explain; lbo-proxy audit --strict fails while any is set.",
+    s6_none: "None: every safeguard is as shipped.",
+    setting: "Setting",
+    value: "Value",
+    opens: "What it opens",
+
     expect_words: ["direct", "not direct", "deny"],
     route_words: [
         "direct: local breakout over the municipality's own line",
@@ -466,6 +481,13 @@ static JA: Text = Text {
     normalised: "正規化後",
     invalid: "不正な宛先",
     end: "以上",
+
+    s6: "弱められた安全策",
+    s6_intro: "本来なら拒否するものを通す設定です。いずれも誰かが判断し説明できるものでなければなりません。設定がある間、lbo-proxy audit --strict は失敗します。",
+    s6_none: "なし：すべての安全策が出荷時のままです。",
+    setting: "設定",
+    value: "値",
+    opens: "開放されるもの",
 
     expect_words: ["直接接続", "直接接続しない", "拒否"],
     route_words: [

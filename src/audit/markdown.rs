@@ -48,6 +48,7 @@ pub fn render(r: &Report, t: &Text) -> String {
     }
     evidence(&mut m, r, t);
     m.push_str(&super::log_evidence::markdown(&r.access_log, t.code));
+    super::safeguards::markdown(&mut m, r, t);
     m.push_str(&format!(
         "---\n\n{} lbo-proxy {}, {} {}\n",
         text(t.end),
@@ -59,7 +60,7 @@ pub fn render(r: &Report, t: &Text) -> String {
 }
 
 /// Plain text: Markdown and HTML characters escaped, line breaks kept inside a cell.
-fn text(s: &str) -> String {
+pub(super) fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -79,7 +80,7 @@ fn text(s: &str) -> String {
 }
 
 /// A code span that survives any backticks and a table's pipes.
-fn code(s: &str) -> String {
+pub(super) fn code(s: &str) -> String {
     let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
     let inner = s.replace('|', "\\|").replace(['\n', '\r'], " ");
@@ -99,11 +100,11 @@ fn codes(list: &[String], sep: &str, none: &str) -> String {
     }
 }
 
-fn row(cells: &[String]) -> String {
+pub(super) fn row(cells: &[String]) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
-fn head(cells: &[&str]) -> String {
+pub(super) fn head(cells: &[&str]) -> String {
     let names: Vec<String> = cells.iter().map(|c| text(c)).collect();
     let rule: Vec<&str> = cells.iter().map(|_| "---").collect();
     format!("{}| {} |\n", row(&names), rule.join(" | "))

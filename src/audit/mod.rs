@@ -12,6 +12,7 @@ pub mod markdown;
 pub mod oracle;
 pub mod probes;
 pub mod report;
+mod safeguards;
 pub mod sources;
 
 use std::path::{Path, PathBuf};

@@ -38,6 +38,8 @@ pub struct Report {
     pub evidence: Evidence,
     /// The access log as evidence: its signing key and how to verify it.
     pub access_log: super::log_evidence::LogEvidence,
+    /// Settings that open what the appliance would otherwise refuse.
+    pub weakened: Vec<crate::config::safeguards::Weakened>,
 }
 
 pub struct SegmentRow {
@@ -294,6 +296,7 @@ pub fn build(s: &Sources, only: Option<&str>, now: SystemTime) -> Result<Report,
         other_categories,
         evidence,
         access_log: super::log_evidence::LogEvidence::of(cfg),
+        weakened: crate::config::safeguards::weakened(cfg),
     })
 }
 

@@ -7,7 +7,7 @@ use super::error::{line_of, Problems};
 use super::schema::{AllowlistFile, Provenance};
 use crate::policy::allowlist::{Category, Rule, DEFAULT_PORTS};
 use crate::policy::domain::DomainPattern;
-use crate::policy::shared_hosting::shared_zone_of;
+use crate::policy::shared_hosting::{public_suffix_of, shared_zone_of};
 
 /// The shipped allowlists, built into the binary for the embedded default.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -48,8 +48,8 @@ pub struct LoadedCategory {
     pub file: PathBuf,
     /// Where each rule comes from, in the order of `category.rules`.
     pub rules: Vec<RuleInfo>,
-    /// Wildcards over shared-hosting zones, with their line: refused if a profile
-    /// breaks this category out (a deny list may name them).
+    /// Wildcards over shared-hosting zones and public suffixes, with their line: refused
+    /// if a profile breaks this category out (a deny list may name them).
     pub(crate) shared_hosting: Vec<SharedHostingHit>,
 }
 
@@ -67,7 +67,9 @@ pub struct RuleInfo {
 #[derive(Clone, Debug)]
 pub(crate) struct SharedHostingHit {
     pub pattern: String,
-    pub zone: &'static str,
+    /// The zone and what it is: `shared hosting (blob.core.windows.net)` or `a public
+    /// suffix (co.jp, Public Suffix List, ICANN section)`.
+    pub zone: String,
     pub line: usize,
 }
 
@@ -142,7 +144,17 @@ pub fn parse(path: &Path, text: &str, problems: &mut Problems<'_>) -> Option<Loa
         for d in &r.domains {
             match DomainPattern::parse(d.get_ref()) {
                 Ok(p) => {
-                    if let Some(zone) = shared_zone_of(&p) {
+                    let open = shared_zone_of(&p)
+                        .map(|z| format!("shared hosting ({z})"))
+                        .or_else(|| {
+                            public_suffix_of(&p).map(|(z, section)| {
+                                format!(
+                                    "a public suffix ({z}, Public Suffix List, {})",
+                                    section.as_str()
+                                )
+                            })
+                        });
+                    if let Some(zone) = open {
                         shared_hosting.push(SharedHostingHit {
                             pattern: d.get_ref().clone(),
                             zone,

@@ -2,12 +2,15 @@
 //! [`Config`] whose policy snapshot the proxy decides with. `check`, start-up and reload
 //! all go through [`load`].
 
+pub mod admin;
 pub mod allowlists;
 pub mod duration;
 pub mod error;
+mod files;
 pub mod limits;
 pub mod log;
 mod pac;
+pub mod safeguards;
 pub mod schema;
 pub mod state;
 mod tenant;
@@ -58,6 +61,10 @@ pub struct Config {
     pub tenant: Option<crate::intercept::TenantRestrictions>,
     /// What outlives the process (read at start only).
     pub state: StateConfig,
+    /// Who may reach the admin listener, and for what.
+    pub admin: admin::AdminAccess,
+    /// What a reload does to open tunnels.
+    pub reload: admin::OpenTunnels,
 }
 
 /// The domain-fronting guard: a direct tunnel's ClientHello must name a host that is
@@ -195,10 +202,30 @@ pub struct Limits {
     pub max_tunnel_lifetime: Option<Duration>,
 }
 
-/// Loads a config file, or the embedded default when `path` is `None`.
+/// What a configuration is loaded for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// To explain or report on it (`route`, `pac`, `audit`, the firewall export): its
+    /// values only.
+    Read,
+    /// To run it (`run`, reload, and `check`, which must refuse what the run would): also
+    /// every file and directory the run will open.
+    Run,
+}
+
+/// Loads a config file, or the embedded default when `path` is `None`, to read it.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    load_for(path, Purpose::Read)
+}
+
+/// Loads a config to run it: what `run`, reload and `check` all call.
+pub fn load_to_run(path: Option<&Path>) -> Result<Config, ConfigError> {
+    load_for(path, Purpose::Run)
+}
+
+fn load_for(path: Option<&Path>, purpose: Purpose) -> Result<Config, ConfigError> {
     match path {
-        None => validate::from_str(Path::new(EMBEDDED_NAME), EMBEDDED_DEFAULT, None),
+        None => validate::from_str(Path::new(EMBEDDED_NAME), EMBEDDED_DEFAULT, None, purpose),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
                 problems: vec![Problem {
@@ -209,12 +236,22 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
                 }],
             })?;
             let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
-            validate::from_str(p, &text, Some(&base))
+            validate::from_str(p, &text, Some(&base), purpose)
         }
     }
 }
 
-/// Validates configuration text; `base` resolves relative paths (`None`: embedded).
+/// Validates configuration text to read it; `base` resolves relative paths (`None`:
+/// embedded).
 pub fn load_str(name: &Path, text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
-    validate::from_str(name, text, base)
+    validate::from_str(name, text, base, Purpose::Read)
+}
+
+/// As [`load_str`], to run it.
+pub fn load_str_to_run(
+    name: &Path,
+    text: &str,
+    base: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    validate::from_str(name, text, base, Purpose::Run)
 }

@@ -39,6 +39,8 @@ pub struct File {
     pub tenant_restrictions: Option<Spanned<TenantRestrictions>>,
     #[serde(default)]
     pub state: State,
+    #[serde(default)]
+    pub reload: Reload,
 }
 
 /// What must outlive the process.
@@ -47,6 +49,15 @@ pub struct File {
 pub struct State {
     /// Directory (default `/var/lib/lbo-proxy`); relative to the config file.
     pub dir: Option<Spanned<String>>,
+}
+
+/// What a reload does beyond swapping the policy for new requests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reload {
+    /// `recheck` (default): open tunnels are decided again, those whose route changes
+    /// are closed; `keep`: they keep the policy they were opened under.
+    pub open_tunnels: Option<Spanned<String>>,
 }
 
 /// Who may use the proxy beyond the segments' networks.
@@ -160,6 +171,16 @@ pub struct Proxy {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub listen: Option<Spanned<String>>,
+    /// Networks that may connect and reach every endpoint; absent: loopback only.
+    pub allow: Option<Vec<Spanned<String>>>,
+    /// Networks that may reach `/metrics` only.
+    pub metrics_allow: Option<Vec<Spanned<String>>>,
+    /// Networks that may reach `/readyz` and `/healthz` only.
+    pub readyz_allow: Option<Vec<Spanned<String>>>,
+    /// Networks that may fetch the PAC (`/proxy.pac`, `/wpad.dat`) only.
+    pub pac_allow: Option<Vec<Spanned<String>>>,
+    /// File holding the bearer token that mutating endpoints need off loopback.
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

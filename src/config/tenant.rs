@@ -23,6 +23,7 @@ pub(super) fn validate(
     base: Option<&Path>,
     segments: &[SegmentSpec],
     profiles: &[ProfileSpec],
+    categories: &[crate::config::LoadedCategory],
 ) -> Option<TenantRestrictions> {
     let spanned = t.as_ref()?;
     let t = spanned.get_ref();
@@ -217,12 +218,36 @@ pub(super) fn validate(
     };
     Some(TenantRestrictions {
         scope: Scope {
+            networks: signin_networks(categories, hosts.iter().chain(&msa_hosts)),
             policies,
             hosts,
             msa_hosts,
         },
         interceptor: interceptor?,
     })
+}
+
+/// The networks of every allowlist rule that names a sign-in host: an IP address in them
+/// may be a sign-in, whose ClientHello must name its host.
+fn signin_networks<'a>(
+    categories: &[crate::config::LoadedCategory],
+    hosts: impl Iterator<Item = &'a String> + Clone,
+) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for rule in categories.iter().flat_map(|c| &c.category.rules) {
+        let mut set = crate::policy::domain::DomainSet::default();
+        for d in &rule.domains {
+            set.insert(d, ());
+        }
+        let mut named = false;
+        for h in hosts.clone() {
+            set.matches(h, &mut |_, ()| named = true);
+        }
+        if named {
+            out.extend(rule.networks.iter().copied());
+        }
+    }
+    out
 }
 
 fn host_list(

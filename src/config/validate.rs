@@ -46,7 +46,12 @@ pub const BUILTIN_PROFILES: &[(&str, &[&str])] = &[
     ),
 ];
 
-pub fn from_str(name: &Path, text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+pub fn from_str(
+    name: &Path,
+    text: &str,
+    base: Option<&Path>,
+    purpose: super::Purpose,
+) -> Result<Config, ConfigError> {
     let mut p = Problems::new(name, text);
     let file: File = match toml::from_str(text) {
         Ok(f) => f,
@@ -57,7 +62,7 @@ pub fn from_str(name: &Path, text: &str, base: Option<&Path>) -> Result<Config, 
     };
     let mut other_files = Vec::new();
     let categories = load_categories(&file, base, &mut p, &mut other_files);
-    let config = build(name, &file, base, categories, &mut p);
+    let config = build(name, &file, base, categories, purpose, &mut p);
     let mut problems = p.found;
     problems.extend(other_files);
     match config {
@@ -161,6 +166,7 @@ fn build(
     file: &File,
     base: Option<&Path>,
     categories: Vec<LoadedCategory>,
+    purpose: super::Purpose,
     p: &mut Problems<'_>,
 ) -> Option<Config> {
     let proxy_listen: Vec<SocketAddr> = file
@@ -194,6 +200,9 @@ fn build(
             Duration::from_millis(250),
         ),
     };
+    super::safeguards::allow_internal(p, &file.direct.allow_internal);
+    let admin = super::admin::admin(p, &file.admin, base);
+    let reload = super::admin::reload(p, &file.reload);
     let upstream = upstream(p, &file.upstream, base);
     let profiles = profiles(p, &file.profiles, &categories);
     let segments = segments(p, &file.segments, &profiles);
@@ -239,10 +248,20 @@ fn build(
     let access = super::limits::access(p, &file.access, &file.segments, base);
     let access_log = super::log::access_log(p, &file.log, base);
     let state = super::state::state(p, &file.state, base);
+    if purpose == super::Purpose::Run {
+        super::files::check(p, file, base, &access_log);
+    }
     let pac = pac(p, &file.pac, &proxy_listen, &upstream);
     let sni_check = sni_check(p, &file.sni_check);
     let transparent = super::transparent::validate(p, &file.transparent);
-    let tenant = super::tenant::validate(p, &file.tenant_restrictions, base, &segments, &profiles);
+    let tenant = super::tenant::validate(
+        p,
+        &file.tenant_restrictions,
+        base,
+        &segments,
+        &profiles,
+        &categories,
+    );
     check_shared_hosting(p, &profiles, &categories);
     if !p.is_empty() {
         return None;
@@ -276,6 +295,8 @@ fn build(
         access,
         tenant,
         state,
+        admin,
+        reload,
     })
 }
 
@@ -366,7 +387,7 @@ pub(super) fn resolver_addr(
     socket_addr(p, v, key)
 }
 
-fn nets(p: &mut Problems<'_>, list: &[Spanned<String>], key: &str) -> Vec<IpNet> {
+pub(super) fn nets(p: &mut Problems<'_>, list: &[Spanned<String>], key: &str) -> Vec<IpNet> {
     list.iter()
         .filter_map(|n| match n.get_ref().parse::<IpNet>() {
             Ok(net) => Some(net),
@@ -554,7 +575,8 @@ fn segments(
     out
 }
 
-/// No profile may break out a category holding a wildcard over shared hosting.
+/// No profile may break out a category holding a wildcard over shared hosting or a public
+/// suffix.
 fn check_shared_hosting(
     p: &mut Problems<'_>,
     profiles: &[ProfileSpec],
@@ -575,8 +597,8 @@ fn check_shared_hosting(
                 line: hit.line,
                 key: "rule.domains".into(),
                 message: format!(
-                    "{:?} is a wildcard over shared hosting ({}) and category {:?} goes direct in profile {}; \
-                     anyone could host content there, so it can never break out",
+                    "{:?} is a wildcard over {} and category {:?} goes direct in profile {}; \
+                     anyone could host content or register a name there, so it can never break out",
                     hit.pattern,
                     hit.zone,
                     c.category.name,

@@ -39,6 +39,11 @@ impl DirectConnector {
         })
     }
 
+    /// Whether the address guard lets a direct connection go to `ip`.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.guard.allows(ip)
+    }
+
     pub async fn connect(&self, target: &Target) -> Result<Connected, ConnectError> {
         let (candidates, dns_time) = match &target.host {
             Host::Ip(ip) => (Arc::from([*ip]), None),

@@ -1,8 +1,8 @@
 //! The accept loop every listener shares: stop on shutdown, back off (and count) on
-//! accept errors, close clients outside every segment when so configured, bound open
-//! connections overall and per client address, and run each connection in a tracked task
-//! with the context current when it was accepted (a reload never changes the rules under
-//! it).
+//! accept errors, refuse clients the listener does not serve (outside every segment when
+//! so configured, outside `[admin] allow` for the admin listener), bound open connections
+//! overall and per client address, and run each connection in a tracked task. The
+//! connection's requests load the context in force as each of them arrives.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +41,35 @@ pub enum Answer {
     Close,
 }
 
+/// Who a listener serves, and within which limits.
+pub struct Door {
+    pub name: &'static str,
+    pub answer: Answer,
+    /// The open connections this listener counts against; `None`: the context's (the
+    /// proxy's limits).
+    pub admission: Option<Arc<super::admission::Admission>>,
+    /// Refuses a client at accept (closed, with a record saying why), or lets it in.
+    pub refuse: fn(&Context, SocketAddr) -> Option<Refusal>,
+}
+
+/// A client closed at accept: the record's reason, decision (if the policy made one) and
+/// error.
+pub type Refusal = (CloseReason, Option<Decision>, &'static str);
+
+/// The proxy's listeners: a client outside every segment is closed at accept when
+/// `access.unknown_client = "close"`.
+pub fn unknown_client(ctx: &Context, peer: SocketAddr) -> Option<Refusal> {
+    (ctx.config.access.unknown_client == UnknownClient::Close
+        && ctx.config.policy.segment_of(peer.ip()).is_none())
+    .then(|| {
+        (
+            CloseReason::Denied,
+            Some(Decision::unknown_client()),
+            "closed at accept: access.unknown_client = close",
+        )
+    })
+}
+
 /// Accepts until shutdown; `handle` gets each admitted connection, logged as `listener`.
 pub async fn serve<H, F>(
     listener: TcpListener,
@@ -49,9 +78,30 @@ pub async fn serve<H, F>(
     answer: Answer,
     handle: H,
 ) where
-    H: Fn(Arc<Context>, TcpStream, SocketAddr) -> F,
+    H: Fn(Arc<Live>, TcpStream, SocketAddr) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
+    let door = Door {
+        name,
+        answer,
+        admission: None,
+        refuse: unknown_client,
+    };
+    serve_door(listener, live, door, handle).await
+}
+
+/// As [`serve`], for a listener with its own door.
+pub async fn serve_door<H, F>(listener: TcpListener, live: Arc<Live>, door: Door, handle: H)
+where
+    H: Fn(Arc<Live>, TcpStream, SocketAddr) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Door {
+        name,
+        answer,
+        admission,
+        refuse: refused_at_accept,
+    } = door;
     let mut shutdown = live.current().shutdown.clone();
     let answering = Arc::new(Semaphore::new(ANSWERING));
     let mut backoff = BACKOFF_FIRST;
@@ -80,23 +130,24 @@ pub async fn serve<H, F>(
             }
         };
         let ctx = live.current();
-        if ctx.config.access.unknown_client == UnknownClient::Close
-            && ctx.config.policy.segment_of(peer.ip()).is_none()
-        {
+        if let Some((reason, decision, why)) = refused_at_accept(&ctx, peer) {
             let mut rec = Recorder::new(&ctx.log, name, peer);
-            rec.decided(&Decision::unknown_client());
-            rec.get().error = Some("closed at accept: access.unknown_client = close".into());
-            rec.end(CloseReason::Denied, None);
+            if let Some(d) = &decision {
+                rec.decided(d);
+            }
+            rec.get().error = Some(why.into());
+            rec.end(reason, None);
             continue;
         }
-        let permit = match ctx.admission.admit(peer.ip()) {
+        let admission = admission.as_ref().unwrap_or(&ctx.admission);
+        let permit = match admission.admit(peer.ip()) {
             Ok(p) => p,
             Err(refused) => {
                 refuse(&ctx, name, answer, &answering, tcp, peer, refused);
                 continue;
             }
         };
-        let task = handle(ctx.clone(), tcp, peer);
+        let task = handle(live.clone(), tcp, peer);
         ctx.tasks.spawn(Admitted { task, permit });
     }
 }

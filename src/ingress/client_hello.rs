@@ -28,7 +28,7 @@ pub enum Hello {
     Complete { sni: Option<String> },
 }
 
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HelloError {
     /// The first byte is not a TLS handshake record.
     #[error("not a TLS handshake")]

@@ -1,5 +1,9 @@
-//! The explicit proxy listener: accept, read the first head, then either tunnel a CONNECT
-//! on the raw socket or hand the connection (with the bytes read) to the HTTP server.
+//! The explicit proxy listener, and the client connection loop it shares with the
+//! transparent HTTP listener: read a head with the limits in force, then either tunnel a
+//! CONNECT on the raw socket or hand the connection (with the bytes read) to the HTTP
+//! server, which gives it back at the next head it may not see. Every head of a
+//! connection, the first or a later one, goes through [`read`] and [`refuse`]: the same
+//! limits, statuses and reasons on every head.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,12 +12,15 @@ use bytes::BytesMut;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
+use super::forward::{self, Mode};
 use super::head::{self, Head, HeadError, HeadLimits};
+use super::heads::Heads;
 use super::pages::Page;
-use super::{forward, tunnel};
-use crate::outcome::{CloseReason, Recorder};
-use crate::server::{Context, Live};
+use super::tunnel;
+use crate::outcome::{CloseReason, Recorder, TargetSource};
+use crate::server::Live;
 use crate::stream::Prefixed;
 
 pub const LISTENER: &str = "explicit";
@@ -26,112 +33,178 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
         live,
         LISTENER,
         answer,
-        |ctx, tcp, peer| async move { handle(&ctx, tcp, peer).await },
+        |live, tcp, peer| async move { connection(live, tcp, peer, Mode::Explicit).await },
     )
     .await
 }
 
-async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
-    let limits = HeadLimits {
-        max_bytes: ctx.config.limits.max_head_bytes,
-        max_headers: ctx.config.limits.max_headers,
-    };
-    let mut buf = BytesMut::with_capacity(4096);
-    let read_head = async {
+/// What a head turned out to be.
+enum Read {
+    Connect {
+        head_len: usize,
+        authority: String,
+        proxy_authorization: Option<Vec<u8>>,
+    },
+    Http,
+    /// The client went away (or sent nothing in time) before a head began.
+    Gone,
+    TimedOut,
+    Refused(HeadError),
+}
+
+/// One client connection, head after head, until it closes or tunnels.
+pub async fn connection(live: Arc<Live>, tcp: TcpStream, peer: SocketAddr, mode: Mode) {
+    let due = Instant::now() + live.current().config.timeouts.head;
+    let mut next = (tcp, BytesMut::with_capacity(4096), due);
+    loop {
+        let (mut tcp, mut buf, due) = next;
+        let ctx = live.current();
+        let limits = HeadLimits {
+            max_bytes: ctx.config.limits.max_head_bytes,
+            max_headers: ctx.config.limits.max_headers,
+        };
+        let read = read(&mut tcp, &mut buf, limits, due).await;
+        let rec = || Recorder::new(&ctx.log, mode.listener(), peer);
+        match read {
+            Read::Connect {
+                head_len,
+                authority,
+                proxy_authorization,
+            } => {
+                if mode != Mode::Explicit {
+                    let mut r = rec();
+                    r.get().method = Some("CONNECT".into());
+                    r.end(CloseReason::BadRequest, Some(400));
+                    reply(
+                        &mut tcp,
+                        StatusCode::BAD_REQUEST,
+                        "Only plain http:// requests are forwarded here.",
+                    )
+                    .await;
+                    return;
+                }
+                // A copy, so that the head's buffer is not held for the tunnel's life.
+                let rest = bytes::Bytes::copy_from_slice(&buf[head_len..]);
+                drop(buf);
+                // Boxed: a connection's task keeps the largest state it may reach.
+                Box::pin(connect(
+                    &live,
+                    tcp,
+                    peer,
+                    authority,
+                    proxy_authorization,
+                    rest,
+                ))
+                .await;
+                return;
+            }
+            Read::Http => {
+                let heads = Heads::new(tcp, buf, live.clone(), due);
+                match Box::pin(forward::serve(live.clone(), heads, peer, mode)).await {
+                    Some(heads) => next = heads.into_parts(),
+                    None => return,
+                }
+            }
+            Read::Gone => return,
+            Read::TimedOut => {
+                // A connection that sent nothing is closed without a record.
+                if !buf.is_empty() {
+                    rec().end(CloseReason::HeadTimeout, Some(408));
+                    reply(
+                        &mut tcp,
+                        StatusCode::REQUEST_TIMEOUT,
+                        "Request head not received in time",
+                    )
+                    .await;
+                }
+                return;
+            }
+            Read::Refused(e) => {
+                refuse(rec(), &mut tcp, &e).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until `buf` holds a complete head (it may already), within `limits` and by `due`.
+async fn read(tcp: &mut TcpStream, buf: &mut BytesMut, limits: HeadLimits, due: Instant) -> Read {
+    let reading = async {
         loop {
-            match head::parse(&buf, limits) {
+            match head::parse(buf, limits) {
                 Ok(Head::Partial) => {}
                 Ok(Head::Connect {
                     head_len,
                     authority,
                     proxy_authorization,
                 }) => {
-                    let auth = proxy_authorization.map(<[u8]>::to_vec);
-                    return Ok(Some((head_len, authority.to_string(), auth)));
+                    return Read::Connect {
+                        head_len,
+                        authority: authority.to_string(),
+                        proxy_authorization: proxy_authorization.map(<[u8]>::to_vec),
+                    }
                 }
-                Ok(Head::Http) => return Ok(None),
-                Err(e) => return Err(Some(e)),
+                Ok(Head::Http { .. }) => return Read::Http,
+                Err(e) => return Read::Refused(e),
             }
-            match tcp.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return Err(None),
+            match tcp.read_buf(buf).await {
+                Ok(0) | Err(_) => return Read::Gone,
                 Ok(_) => {}
             }
         }
     };
-    let parsed = match tokio::time::timeout(ctx.config.timeouts.head, read_head).await {
-        Ok(p) => p,
-        Err(_) => {
-            if !buf.is_empty() {
-                let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
-                rec.end(CloseReason::HeadTimeout, Some(408));
-                reply(
-                    &mut tcp,
-                    StatusCode::REQUEST_TIMEOUT,
-                    "Request head not received in time",
-                )
-                .await;
-            }
+    tokio::time::timeout_at(due, reading)
+        .await
+        .unwrap_or(Read::TimedOut)
+}
+
+/// A head over a limit or with ambiguous framing: 431 or 400, recorded.
+async fn refuse(mut rec: Recorder, tcp: &mut TcpStream, e: &HeadError) {
+    rec.get().error = Some(e.to_string());
+    let status = match e {
+        HeadError::TooLarge(_) => {
+            rec.end(CloseReason::HeadTooLarge, Some(431));
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        }
+        HeadError::TooManyHeaders(_) => {
+            rec.end(CloseReason::TooManyHeaders, Some(431));
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        }
+        HeadError::Malformed | HeadError::Framing(_) => {
+            rec.end(CloseReason::BadRequest, Some(400));
+            StatusCode::BAD_REQUEST
+        }
+    };
+    drop(rec);
+    reply(tcp, status, &e.to_string()).await;
+}
+
+/// A CONNECT, decided and authenticated under the policy in force as it arrived.
+async fn connect(
+    live: &Arc<Live>,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    authority: String,
+    proxy_authorization: Option<Vec<u8>>,
+    rest: bytes::Bytes,
+) {
+    let ctx = live.current();
+    let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
+    rec.get().method = Some("CONNECT".into());
+    rec.get().target_from = Some(TargetSource::Connect);
+    let user = super::client_auth::check(&ctx, &mut rec, proxy_authorization.as_deref(), true);
+    drop(proxy_authorization);
+    let user = match user {
+        Ok(user) => user,
+        Err(page) => {
+            let challenge = super::client_auth::challenge_header();
+            let _ = tcp.write_all(&page.raw_response_with(&challenge)).await;
             return;
         }
     };
-    match parsed {
-        Ok(Some((head_len, authority, auth))) => {
-            // A copy, so that the head's buffer is not held for the tunnel's life.
-            let rest = bytes::Bytes::copy_from_slice(&buf[head_len..]);
-            drop(buf);
-            connect(ctx, tcp, peer, &authority, auth.as_deref(), rest).await;
-        }
-        // Boxed, like the connect phase below: a connection's task keeps the largest state
-        // it may reach, and an idle tunnel should not carry the HTTP server's.
-        Ok(None) => {
-            Box::pin(forward::serve(
-                ctx.clone(),
-                Prefixed::new(buf.freeze(), tcp),
-                peer,
-            ))
-            .await
-        }
-        // The client went away before sending a request: nothing to log.
-        Err(None) => {}
-        Err(Some(e)) => {
-            let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
-            rec.get().error = Some(e.to_string());
-            let status = match e {
-                HeadError::TooLarge(_) => {
-                    rec.end(CloseReason::HeadTooLarge, Some(431));
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-                }
-                HeadError::TooManyHeaders(_) => {
-                    rec.end(CloseReason::TooManyHeaders, Some(431));
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-                }
-                HeadError::Malformed | HeadError::Framing(_) => {
-                    rec.end(CloseReason::BadRequest, Some(400));
-                    StatusCode::BAD_REQUEST
-                }
-            };
-            reply(&mut tcp, status, &e.to_string()).await;
-        }
-    }
-}
-
-async fn connect(
-    ctx: &Arc<Context>,
-    mut tcp: TcpStream,
-    peer: SocketAddr,
-    authority: &str,
-    proxy_authorization: Option<&[u8]>,
-    rest: bytes::Bytes,
-) {
-    let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
-    rec.get().method = Some("CONNECT".into());
-    rec.get().target_from = Some(crate::outcome::TargetSource::Connect);
-    if let Some(page) = super::client_auth::refused(ctx, &mut rec, proxy_authorization, true) {
-        let challenge = super::client_auth::challenge_header();
-        let _ = tcp.write_all(&page.raw_response_with(&challenge)).await;
-        return;
-    }
-    let (target, decision) = match tunnel::decide(ctx, &mut rec, authority, None) {
+    let decided = tunnel::decide(&ctx, &mut rec, &authority, None);
+    drop(authority);
+    let (target, decision) = match decided {
         Ok(x) => x,
         Err(d) => {
             let _ = tcp
@@ -140,22 +213,35 @@ async fn connect(
             return;
         }
     };
-    match Box::pin(tunnel::connect(ctx, &mut rec, &target, &decision)).await {
+    let hop = match Box::pin(tunnel::connect(&ctx, &mut rec, &target, &decision)).await {
         Err(refusal) => {
             let _ = tcp.write_all(&refusal.page().raw_response()).await;
+            return;
         }
-        Ok(hop) => {
-            if tcp
-                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                .await
-                .is_err()
-            {
-                rec.end(CloseReason::ClientError, Some(200));
-                return;
-            }
-            tunnel::run(ctx, &mut rec, Prefixed::new(rest, tcp), &target, hop).await;
+        Ok(hop) => hop,
+    };
+    let open = tunnel::register(live, &ctx, &mut rec, user, &target, &decision);
+    // The registry keeps both; this task does not hold them for the tunnel's life.
+    drop((target, decision));
+    let open = match open {
+        Ok(open) => open,
+        Err(why) => {
+            let _ = tcp
+                .write_all(&tunnel::changed_page(&why).raw_response())
+                .await;
+            return;
         }
+    };
+    if tcp
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_err()
+    {
+        rec.end(CloseReason::ClientError, Some(200));
+        return;
     }
+    let client = Prefixed::new(rest, tcp);
+    tunnel::run(live, &ctx, &mut rec, client, hop, open, None).await;
 }
 
 async fn reply(tcp: &mut TcpStream, status: StatusCode, detail: &str) {

@@ -1,8 +1,11 @@
 //! Plain `http://` requests in absolute form, served by hyper on the client connection
-//! (keep-alive honoured): each request is decided, then sent in origin form to the origin
-//! (direct) or in absolute form to a parent (upstream). A CONNECT arriving later on the
-//! same connection is upgraded and tunnelled like the raw one. The transparent HTTP
-//! listener uses the same server, with origin-form requests routed by `Host`.
+//! (keep-alive honoured): each request is decided and authenticated under the policy in
+//! force when it arrives, then sent in origin form to the origin (direct) or in absolute
+//! form to a parent (upstream). hyper reads the connection through [`Heads`], which
+//! checks each head as the first was checked and stops hyper at a head it may not see
+//! (a CONNECT, a head over a limit): the listener takes the connection back from there.
+//! The transparent HTTP listener uses the same server, with origin-form requests routed
+//! by `Host`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,21 +22,22 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::explicit::LISTENER;
+use super::heads::{Heads, Stop};
 use super::pages::{self, Page};
 use super::tunnel::{self, Refusal};
 use crate::outcome::{CloseReason, Recorder, TargetSource};
 use crate::policy::Route;
-use crate::server::Context;
+use crate::server::{Context, Live};
 use crate::stream::ServerStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
-/// Smallest read buffer the HTTP server accepts (its own floor).
-const MIN_BUF_SIZE: usize = 8192;
+/// The HTTP server's own read buffer bound by default (hyper's): heads are bounded by
+/// [`Heads`] before it sees them, so this only has to hold the largest allowed one.
+const HTTP_BUF_SIZE: usize = 8192 + 4096 * 100;
 
 /// The `Via` token this appliance adds.
 const VIA: &str = "1.1 lbo-proxy";
@@ -49,7 +53,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn listener(self) -> &'static str {
+    pub fn listener(self) -> &'static str {
         match self {
             Mode::Explicit => LISTENER,
             Mode::Transparent { .. } => super::transparent_http::LISTENER,
@@ -57,45 +61,50 @@ impl Mode {
     }
 }
 
-pub async fn serve<S>(ctx: Arc<Context>, io: S, peer: SocketAddr)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    serve_as(ctx, io, peer, Mode::Explicit).await
-}
-
-pub async fn serve_as<S>(ctx: Arc<Context>, io: S, peer: SocketAddr, mode: Mode)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let head_timeout = ctx.config.timeouts.head;
-    let limits = ctx.config.limits;
-    let log = ctx.log.clone();
+/// Serves requests until the connection ends, or until [`Heads`] stops at a head the
+/// HTTP server may not see: then the connection is handed back.
+pub async fn serve(live: Arc<Live>, io: Heads, peer: SocketAddr, mode: Mode) -> Option<Heads> {
+    let limits = live.current().config.limits;
     let idle_hop: IdleHop = Arc::new(tokio::sync::Mutex::new(None));
-    let service = service_fn(move |req| {
-        let ctx = ctx.clone();
-        let idle_hop = idle_hop.clone();
-        async move { Ok::<_, Infallible>(handle(ctx, req, peer, mode, idle_hop).await) }
-    });
+    let service = {
+        let live = live.clone();
+        service_fn(move |req| {
+            let live = live.clone();
+            let idle_hop = idle_hop.clone();
+            async move { Ok::<_, Infallible>(handle(live, req, peer, mode, idle_hop).await) }
+        })
+    };
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
+        // Heads bounds the wait for a head, and the heads themselves.
+        .header_read_timeout(None)
         .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_head_bytes.max(MIN_BUF_SIZE))
+        .max_buf_size(HTTP_BUF_SIZE.max(limits.max_head_bytes + 8192))
+        // Stopping at a head looks like the client's end of stream: the response being
+        // written must still go out.
+        .half_close(true)
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "http connection ended with an error");
-        if e.is_parse() {
-            refused_head(&log, peer, mode, &e);
+        .without_shutdown();
+    match conn.await {
+        Ok(parts) if parts.read_buf.is_empty() => {
+            let heads = parts.io.into_inner();
+            (heads.stopped() == Some(Stop::NextHead)).then_some(heads)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "http connection ended with an error");
+            if e.is_parse() {
+                refused_head(&live.current().log, peer, mode, &e);
+            }
+            None
         }
     }
 }
 
-/// A request head the HTTP server refused itself (a later request on the connection;
-/// the first was read by the listener): it answered 431 or 400 and closed the
-/// connection. Recorded like the heads the listener refuses.
+/// A request head the HTTP server refused itself although [`Heads`] let it through (a
+/// form httparse reads but hyper does not, such as `Transfer-Encoding` on HTTP/1.0): it
+/// answered and closed the connection. Recorded like the heads the listener refuses.
 fn refused_head(
     log: &crate::access_log::AccessLog,
     peer: SocketAddr,
@@ -122,6 +131,8 @@ pub(super) enum Kept {
 
 pub(super) struct KeptHop {
     key: String,
+    /// The context it was connected under: after a reload it carries no request.
+    generation: u64,
     sender: SendRequest<CountingBody>,
     server: Option<std::net::SocketAddr>,
 }
@@ -133,12 +144,14 @@ enum Hop {
 }
 
 async fn handle(
-    ctx: Arc<Context>,
+    live: Arc<Live>,
     req: Request<Incoming>,
     peer: SocketAddr,
     mode: Mode,
     idle_hop: IdleHop,
 ) -> Response<ProxyBody> {
+    // The policy in force when this request arrived decides it.
+    let ctx = live.current();
     let mut rec = Recorder::new(&ctx.log, mode.listener(), peer);
     rec.get().method = Some(req.method().to_string());
     let explicit = mode == Mode::Explicit;
@@ -151,9 +164,6 @@ async fn handle(
     };
     if let Some(p) = super::client_auth::refused(&ctx, &mut rec, credentials, explicit) {
         return auth_required(p);
-    }
-    if req.method() == Method::CONNECT && mode == Mode::Explicit {
-        return connect(ctx, rec, req).await;
     }
     rec.get().target_from = Some(TargetSource::Uri);
     let mut default_port = 80;
@@ -212,7 +222,9 @@ async fn handle(
     let key = format!("direct {target}");
     let kept = idle_hop.lock().await.take();
     let reusable = match kept {
-        Some(Kept::Direct(mut k)) if k.key == key && decision.route != Route::Deny => {
+        Some(Kept::Direct(mut k))
+            if k.key == key && k.generation == ctx.generation && decision.route != Route::Deny =>
+        {
             k.sender.ready().await.is_ok().then_some(k)
         }
         _ => None,
@@ -231,7 +243,7 @@ async fn handle(
         Ok(r) => r,
         Err(e) => return not_forwardable(&mut rec, e),
     };
-    send(rec, hop, key, outbound, &idle_hop).await
+    send(rec, hop, key, ctx.generation, outbound, &idle_hop).await
 }
 
 /// A request that cannot be rebuilt for the next hop (a header that is not one).
@@ -297,6 +309,7 @@ async fn send(
     mut rec: Recorder,
     hop: Hop,
     key: String,
+    generation: u64,
     req: Request<CountingBody>,
     idle_hop: &IdleHop,
 ) -> Response<ProxyBody> {
@@ -319,6 +332,7 @@ async fn send(
             });
             KeptHop {
                 key,
+                generation,
                 sender,
                 server: rec.get().server,
             }
@@ -407,40 +421,6 @@ fn next_hop_failed(mut rec: Recorder, e: hyper::Error, body: &BodyState) -> Resp
         detail: format!("The next hop did not answer properly: {e}"),
         decision: None,
     })
-}
-
-/// A CONNECT on an HTTP connection: decide and connect first, answer 200, then relay the
-/// upgraded connection.
-async fn connect(
-    ctx: Arc<Context>,
-    mut rec: Recorder,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    rec.get().target_from = Some(TargetSource::Connect);
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .unwrap_or_default();
-    let (target, decision) = match tunnel::decide(&ctx, &mut rec, &authority, None) {
-        Ok(x) => x,
-        Err(d) => return page(pages::denied(&d)),
-    };
-    let hop = match tunnel::connect(&ctx, &mut rec, &target, &decision).await {
-        Ok(hop) => hop,
-        Err(r) => return refusal(&r),
-    };
-    let tasks = ctx.tasks.clone();
-    tasks.spawn(async move {
-        match hyper::upgrade::on(req).await {
-            Ok(upgraded) => tunnel::run(&ctx, &mut rec, TokioIo::new(upgraded), &target, hop).await,
-            Err(e) => {
-                rec.get().error = Some(e.to_string());
-                rec.end(CloseReason::ClientError, Some(200));
-            }
-        }
-    });
-    Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed())
 }
 
 pub(super) fn refusal(r: &Refusal) -> Response<ProxyBody> {

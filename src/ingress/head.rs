@@ -1,6 +1,8 @@
-//! The first request head on a proxy connection, parsed from a byte slice: enough to tell
-//! a CONNECT (handled here, as a raw tunnel) from an HTTP request (handed to the HTTP
-//! server with the bytes already read).
+//! A request head on a client connection, parsed from a byte slice: enough to tell a
+//! CONNECT (handled as a raw tunnel) from an HTTP request (handed to the HTTP server with
+//! the bytes already read), and where that request's body ends. Every head of a
+//! connection, the first and each later one, goes through this parser, so every head
+//! meets the same limits and the same framing checks.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Head<'a> {
@@ -15,7 +17,22 @@ pub enum Head<'a> {
     },
     /// Any other method, its head complete and its framing unambiguous: served by the
     /// HTTP server.
-    Http,
+    Http {
+        head_len: usize,
+        body: Body,
+        /// The client asked to close after this request (`Connection: close`, or HTTP/1.0
+        /// without `keep-alive`).
+        close: bool,
+    },
+}
+
+/// Where a request's body ends (RFC 9112 §6.3): requests without a length or a coding
+/// have none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    Empty,
+    Length(u64),
+    Chunked,
 }
 
 /// How big a head may be.
@@ -78,10 +95,26 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Result<Head<'_>, HeadError> {
                 .map(|h| h.value),
         }),
         _ => {
-            framing(req.headers)?;
-            Ok(Head::Http)
+            let body = framing(req.headers)?;
+            Ok(Head::Http {
+                head_len,
+                body,
+                close: wants_close(req.version, req.headers),
+            })
         }
     }
+}
+
+/// `Connection: close`, or HTTP/1.0 without `Connection: keep-alive`.
+fn wants_close(version: Option<u8>, headers: &[httparse::Header<'_>]) -> bool {
+    let has = |token: &str| {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    };
+    has("close") || (version == Some(0) && !has("keep-alive"))
 }
 
 /// Line breaks every parser reads alike: CRLF only (a bare CR or LF is a line end to some
@@ -103,7 +136,7 @@ fn line_fault(head: &[u8]) -> Option<HeadError> {
 
 /// One way to tell where the body ends (RFC 9112 §6.3): a single, numeric
 /// `Content-Length`, or `Transfer-Encoding` ending in `chunked`, never both.
-fn framing(headers: &[httparse::Header<'_>]) -> Result<(), HeadError> {
+fn framing(headers: &[httparse::Header<'_>]) -> Result<Body, HeadError> {
     let named = |name: &'static str| -> Vec<&[u8]> {
         headers
             .iter()
@@ -118,12 +151,18 @@ fn framing(headers: &[httparse::Header<'_>]) -> Result<(), HeadError> {
             "both Content-Length and Transfer-Encoding",
         ));
     }
-    match lengths.as_slice() {
-        [] => {}
-        [one] if !one.is_empty() && one.iter().all(u8::is_ascii_digit) => {}
+    let length = match lengths.as_slice() {
+        [] => None,
+        [one] if !one.is_empty() && one.iter().all(u8::is_ascii_digit) => {
+            let n = std::str::from_utf8(one)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or(HeadError::Framing("invalid Content-Length"))?;
+            Some(n)
+        }
         [_] => return Err(HeadError::Framing("invalid Content-Length")),
         _ => return Err(HeadError::Framing("duplicate Content-Length")),
-    }
+    };
     if let Some(last) = codings.last() {
         let last = String::from_utf8_lossy(last);
         let coding = last.rsplit(',').next().unwrap_or("").trim();
@@ -132,8 +171,12 @@ fn framing(headers: &[httparse::Header<'_>]) -> Result<(), HeadError> {
                 "Transfer-Encoding not ending in chunked",
             ));
         }
+        return Ok(Body::Chunked);
     }
-    Ok(())
+    Ok(match length {
+        None | Some(0) => Body::Empty,
+        Some(n) => Body::Length(n),
+    })
 }
 
 #[cfg(test)]
@@ -179,10 +222,48 @@ mod tests {
             parse(b"GET http://example.com/ HTTP/1.1\r\n", 1024),
             Ok(Head::Partial)
         );
-        assert_eq!(parse(b"POST / HTTP/1.1\r\n\r\n", 1024), Ok(Head::Http));
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\n\r\n", 1024),
+            Ok(Head::Http {
+                head_len: 19,
+                body: Body::Empty,
+                close: false
+            })
+        );
         let chunked =
             b"POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
-        assert_eq!(parse(chunked, 1024), Ok(Head::Http));
+        assert!(matches!(
+            parse(chunked, 1024),
+            Ok(Head::Http {
+                body: Body::Chunked,
+                ..
+            })
+        ));
+        let sized =
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nConnection: keep-alive, Close\r\n\r\nhello";
+        assert_eq!(
+            parse(sized, 1024),
+            Ok(Head::Http {
+                head_len: sized.len() - 5,
+                body: Body::Length(5),
+                close: true
+            })
+        );
+        let old = b"GET / HTTP/1.0\r\n\r\n";
+        assert!(matches!(
+            parse(old, 1024),
+            Ok(Head::Http { close: true, .. })
+        ));
+        let old = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+        assert!(matches!(
+            parse(old, 1024),
+            Ok(Head::Http { close: false, .. })
+        ));
+        let huge = b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+        assert_eq!(
+            parse(huge, 1024),
+            Err(HeadError::Framing("invalid Content-Length"))
+        );
     }
 
     #[test]

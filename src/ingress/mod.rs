@@ -5,16 +5,20 @@
 
 pub mod accept;
 pub mod admission;
+mod chunked;
 pub mod client_auth;
 pub mod client_hello;
 pub mod explicit;
 pub mod forward;
 mod forward_upstream;
 pub mod head;
+pub mod heads;
 pub mod original_dst;
 pub mod pages;
 pub mod proxy_auth;
+mod recheck;
 pub mod sni_check;
 pub mod transparent_http;
 pub mod transparent_tls;
 pub mod tunnel;
+pub mod tunnels;

@@ -1,9 +1,11 @@
 //! The SNI check of direct CONNECT tunnels: the guard against domain fronting. A tunnel
 //! opened to an allowlisted name must not carry a TLS handshake for another host, such as
 //! an unlisted site behind the same CDN. After the 200 and before relaying, the client's
-//! first bytes are read (bounded, within the head timeout); the ClientHello's server name
-//! must be decided direct too, for the same client and port. The bytes read are replayed
-//! to the destination. Upstream tunnels are not checked: the security cloud inspects them.
+//! first bytes are read (bounded, within the head timeout, by [`read_first`]); the
+//! ClientHello's server name must be decided direct too, for the same client and port,
+//! under the policy in force when it came ([`judge`], called by the tunnel). The bytes read
+//! are replayed to the destination. Upstream tunnels are not checked: the security cloud
+//! inspects them.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,12 +14,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::client_hello::{self, Hello, HelloError};
-use crate::config::{NonTls, SniCheck, SniMode};
-use crate::outcome::{CloseReason, Recorder};
+use crate::config::NonTls;
 use crate::policy::{decide::decide, Host, Route, Snapshot, Target};
 
 /// What the client sent first, once the parser had an answer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum First {
     /// A complete ClientHello and its server name, if it sent one.
     Hello(Option<String>),
@@ -141,52 +142,6 @@ where
         Err(_) => Read::Timeout,
     };
     (buf.freeze(), read)
-}
-
-/// The check on a direct tunnel: the bytes to replay to the destination, or `None` when
-/// the tunnel ends here (recorded on `rec`). In `log` mode nothing is ever closed.
-pub async fn guard<C>(
-    check: &SniCheck,
-    policy: &Snapshot,
-    head_timeout: Duration,
-    rec: &mut Recorder,
-    client: &mut C,
-    target: &Target,
-) -> Option<Bytes>
-where
-    C: AsyncRead + Unpin,
-{
-    let (seen, read) = read_first(client, check.max_hello_bytes, head_timeout).await;
-    let problem = match read {
-        // Nothing sent: the relay sees the end, nothing can reach the destination.
-        Read::Closed if seen.is_empty() => None,
-        Read::Closed => Some((
-            CloseReason::ClientError,
-            "client closed before its ClientHello was complete".to_string(),
-        )),
-        Read::Timeout => Some((
-            CloseReason::HeadTimeout,
-            "ClientHello not complete within timeouts.head".to_string(),
-        )),
-        Read::First(first) => {
-            let v = judge(policy, rec.client(), target, &first, check.non_tls);
-            rec.get().sni = v.sni;
-            v.mismatch.map(|why| {
-                rec.get().sni_mismatch = true;
-                (CloseReason::SniMismatch, why)
-            })
-        }
-    };
-    let Some((reason, why)) = problem else {
-        return Some(seen);
-    };
-    tracing::debug!(client = %rec.client(), %target, error = %why, "sni check");
-    rec.get().error = Some(why);
-    if check.mode == SniMode::Enforce {
-        rec.end(reason, Some(200));
-        return None;
-    }
-    Some(seen)
 }
 
 #[cfg(test)]

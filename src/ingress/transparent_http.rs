@@ -1,12 +1,13 @@
 //! The transparent HTTP listener: plain HTTP redirected to the appliance (nftables
 //! `redirect` of port 80) from PCs without a proxy setting. Requests arrive in origin
-//! form and are routed by their `Host`; the forwarding server is the explicit proxy's.
+//! form and are routed by their `Host`; the connection loop (every head read and checked
+//! alike) and the forwarding server are the explicit proxy's.
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use super::forward::{self, Mode};
+use super::forward::Mode;
 use super::original_dst;
 use crate::server::Live;
 
@@ -20,10 +21,10 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
         live,
         LISTENER,
         answer,
-        |ctx, tcp, peer| async move {
+        |live, tcp, peer| async move {
             // A `Host` without a port means the port the client was connecting to.
             let port = original_dst::redirected(&tcp).map_or(80, |a| a.port());
-            forward::serve_as(ctx, tcp, peer, Mode::Transparent { port }).await
+            super::explicit::connection(live, tcp, peer, Mode::Transparent { port }).await
         },
     )
     .await

@@ -13,9 +13,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::client_hello::{self, Hello, HelloError};
+use super::sni_check::First;
 use super::{original_dst, tunnel};
 use crate::outcome::{CloseReason, Recorder, TargetSource};
-use crate::server::{Context, Live};
+use crate::server::Live;
 use crate::stream::Prefixed;
 
 pub const LISTENER: &str = "transparent_tls";
@@ -28,7 +29,7 @@ pub async fn serve(listener: TcpListener, live: Arc<Live>) {
         live,
         LISTENER,
         answer,
-        |ctx, tcp, peer| async move { handle(&ctx, tcp, peer).await },
+        |live, tcp, peer| async move { handle(&live, tcp, peer).await },
     )
     .await
 }
@@ -42,10 +43,16 @@ enum Read {
     Closed,
 }
 
-async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
-    let settings = &ctx.config.transparent;
+async fn handle(live: &Arc<Live>, mut tcp: TcpStream, peer: SocketAddr) {
+    let (max, wait) = {
+        let t = &live.current().config.transparent;
+        (t.max_hello_bytes, t.hello_timeout)
+    };
     let original = original_dst::redirected(&tcp);
-    let (buf, read) = read_hello(&mut tcp, settings.max_hello_bytes, settings.hello_timeout).await;
+    let (buf, read) = read_hello(&mut tcp, max, wait).await;
+    // The request is the ClientHello: decided under the policy in force when it came.
+    let ctx = &live.current();
+    let settings = &ctx.config.transparent;
     let sni = match read {
         Read::Hello(sni) => sni,
         // Nothing sent (a probe, a client that gave up): nothing to log.
@@ -75,6 +82,7 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
     let mut rec = Recorder::new(&ctx.log, LISTENER, peer);
     rec.get().target_from = Some(TargetSource::Sni);
     rec.get().sni = sni.clone();
+    let first = First::Hello(sni.clone());
     // No way to ask for credentials here: a segment that requires them is refused.
     if super::client_auth::refused(ctx, &mut rec, None, false).is_some() {
         rec.get().status = None;
@@ -102,8 +110,15 @@ async fn handle(ctx: &Arc<Context>, mut tcp: TcpStream, peer: SocketAddr) {
         // Deny, or the next hop not reached: recorded; the client only sees the close.
         Err(_) => rec.get().status = None,
         Ok(hop) => {
-            let client = Prefixed::new(buf.freeze(), tcp);
-            tunnel::run(ctx, &mut rec, client, &target, hop).await;
+            let open = tunnel::register(live, ctx, &mut rec, None, &target, &decision);
+            drop((target, decision));
+            match open {
+                Err(_) => rec.get().status = None,
+                Ok(open) => {
+                    let client = Prefixed::new(buf.freeze(), tcp);
+                    tunnel::run(live, ctx, &mut rec, client, hop, open, Some(first)).await;
+                }
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
-//! A CONNECT, from decision to relay, shared by the raw fast path and the HTTP server's
-//! upgrade path: decide, reach the next hop (direct or parent), check a direct tunnel's
-//! ClientHello against the same policy (`sni_check`), then hand both streams to the relay.
+//! A tunnel, from decision to relay, shared by every way in (`CONNECT` on the explicit
+//! listener, the transparent TLS listener): decide, reach the next hop (direct or
+//! parent), register it with the server's open tunnels, check its ClientHello against the
+//! policy in force (SNI check, tenant restrictions), then hand both streams to the relay.
 
 use std::time::Instant;
 
@@ -8,16 +9,20 @@ use bytes::Bytes;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 
+use std::sync::atomic::Ordering;
+
 use super::pages::{self, Page};
-use super::sni_check;
+use super::proxy_auth::Admitted;
+use super::sni_check::{self, First};
+use super::tunnels::{Closed, OpenTunnel, Registered};
 use crate::config::SniMode;
 use crate::egress::ConnectError;
+use crate::intercept::scope::SignIn;
 use crate::outcome::{millis, CloseReason, Recorder};
 use crate::policy::{self, Decision, Route, Target};
-use crate::relay::{relay, Limits, RelayStats};
-use crate::server::Context;
+use crate::relay::{relay, Limits};
+use crate::server::{Context, Live};
 use crate::stream::{Endpoint, Prefixed, ServerStream};
-use crate::telemetry::OpenTunnel;
 
 /// A connected next hop.
 pub struct NextHop {
@@ -122,11 +127,68 @@ pub async fn connect(
     })
 }
 
-/// Relays an established tunnel to `target` and records how it ended. A direct tunnel
-/// first passes the SNI check (domain fronting); what it read is replayed. A sign-in host
-/// under tenant restrictions is intercepted instead, on either route.
-pub async fn run<C>(ctx: &Context, rec: &mut Recorder, mut client: C, target: &Target, hop: NextHop)
-where
+/// Registers a connected tunnel with the server's open tunnels, decided again under the
+/// policy in force now. `Err`: the policy changed while it connected (or the proxy is
+/// stopping), recorded on `rec`; the client is to be told with [`changed_page`].
+pub fn register(
+    live: &Live,
+    ctx: &Context,
+    rec: &mut Recorder,
+    user: Option<Admitted>,
+    target: &Target,
+    decision: &Decision,
+) -> Result<Registered, Closed> {
+    let listener = rec.get().listener;
+    let mut entry = OpenTunnel::new(listener, rec.peer(), user, target.clone(), decision.clone());
+    entry.server = rec.get().server;
+    entry.parent = rec.get().parent.as_ref().and_then(|name| {
+        ctx.parents
+            .parents()
+            .iter()
+            .find(|p| p.config.name == *name)
+            .map(|p| (name.clone(), super::recheck::parent_fingerprint(&p.config)))
+    });
+    live.tunnels.open(entry, live).inspect_err(|why| match why {
+        Closed::PolicyChanged(e) => {
+            rec.get().error = Some(format!("the policy changed while connecting: {e}"));
+            rec.end(CloseReason::PolicyChanged, Some(503));
+        }
+        Closed::Shutdown => rec.end(CloseReason::Shutdown, Some(503)),
+    })
+}
+
+/// What a client whose tunnel could not open is told.
+pub fn changed_page(why: &Closed) -> Page<'static> {
+    Page {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        title: "Try again",
+        detail: match why {
+            Closed::PolicyChanged(_) => {
+                "The appliance's policy changed while this connection was being set up; try again."
+                    .into()
+            }
+            Closed::Shutdown => "The appliance is restarting; try again.".into(),
+        },
+        decision: None,
+    }
+}
+
+/// Relays an established, registered tunnel to its target and records how it ended.
+/// `first` is what the client sent first when the listener read it already (a
+/// transparent listener's ClientHello); otherwise a direct tunnel's ClientHello is read
+/// here for the SNI check (domain fronting), and, when tenant restrictions apply to the
+/// client, any tunnel's: a sign-in is intercepted by the server name it sends, on either
+/// route. What was read is replayed. Closed from outside (a reload that changes its
+/// route, the end of the drain), it ends with that reason.
+pub async fn run<C>(
+    live: &Live,
+    ctx: &Context,
+    rec: &mut Recorder,
+    mut client: C,
+    hop: NextHop,
+    tunnel: Registered,
+    first: Option<First>,
+) where
     C: Endpoint,
 {
     if !hop.early.is_empty() && client.write_all(&hop.early).await.is_err() {
@@ -134,61 +196,160 @@ where
         return;
     }
     // In `lbo_active_tunnels` from the 200 until the relay ends, or is dropped when
-    // cancelled (the SNI check's wait included).
-    let _open = rec.get().route.map(OpenTunnel::new);
-    if let Some(tr) = &ctx.config.tenant {
-        let (segment, profile) = (rec.get().segment.clone(), rec.get().profile.clone());
-        if let Some(plan) = target
-            .host
-            .as_name()
-            .and_then(|host| tr.scope.plan(segment.as_deref(), profile.as_deref(), host))
-        {
-            // Boxed: the interception's HTTP machinery is not carried by every tunnel.
-            Box::pin(crate::intercept::intercept(
-                ctx,
-                &tr.interceptor,
-                rec,
-                client,
-                target,
-                hop,
-                plan,
-            ))
-            .await;
-            return;
-        }
-    }
-    let check = ctx.config.sni_check;
-    let read = if rec.get().route == Some(Route::Direct) && check.mode != SniMode::Off {
-        let head = ctx.config.timeouts.head;
-        let policy = &ctx.config.policy;
-        match Box::pin(sni_check::guard(
-            &check,
-            policy,
-            head,
-            rec,
-            &mut client,
-            target,
-        ))
-        .await
-        {
-            Some(read) => read,
-            // Dropping the destination's stream closes it: nothing was sent.
-            None => return,
-        }
-    } else {
-        Bytes::new()
+    // cancelled (the first bytes' wait included).
+    let _open = rec.get().route.map(crate::telemetry::OpenTunnel::new);
+    let early = hop.early.len() as u64;
+    // Boxed: what judging the first bytes holds is freed before the tunnel idles.
+    let Some((mut client, mut server)) =
+        Box::pin(first_bytes(live, ctx, rec, client, hop, &tunnel, first)).await
+    else {
+        return;
     };
-    let mut client = Prefixed::new(read, client);
-    let mut server = hop.stream;
-    let stats = RelayStats::default();
     let limits = Limits {
         idle: ctx.config.timeouts.idle,
         lifetime: ctx.config.limits.max_tunnel_lifetime,
     };
-    let stop = std::pin::pin!(ctx.drained());
-    let end = relay(&mut client, &mut server, limits, &stats, stop).await;
+    let stop = std::pin::pin!(tunnel.closed());
+    let end = relay(&mut client, &mut server, limits, &tunnel.stats, stop).await;
     let o = rec.get();
-    o.bytes_up = stats.bytes_up.into_inner();
-    o.bytes_down = stats.bytes_down.into_inner() + hop.early.len() as u64;
-    rec.end(end.into(), Some(200));
+    o.bytes_up = tunnel.stats.bytes_up.load(Ordering::Relaxed);
+    o.bytes_down = tunnel.stats.bytes_down.load(Ordering::Relaxed) + early;
+    match tunnel.why_closed() {
+        Some(Closed::PolicyChanged(why)) => {
+            rec.get().error = Some(why.clone());
+            rec.end(CloseReason::PolicyChanged, Some(200));
+        }
+        _ => rec.end(end.into(), Some(200)),
+    }
+}
+
+/// Reads and judges the client's first bytes when a check needs them, under the policy
+/// in force when they came: the SNI check, tenant restrictions (an interception happens
+/// here), and the tunnel decided again now that they are known. The two streams to relay,
+/// or `None` when the tunnel ended here (recorded on `rec`).
+async fn first_bytes<C>(
+    live: &Live,
+    ctx: &Context,
+    rec: &mut Recorder,
+    mut client: C,
+    hop: NextHop,
+    tunnel: &Registered,
+    first: Option<First>,
+) -> Option<(Prefixed<C>, ServerStream)>
+where
+    C: Endpoint,
+{
+    let target = &tunnel.target;
+    let route = rec.get().route;
+    let (segment, profile) = (rec.get().segment.clone(), rec.get().profile.clone());
+    let tenant_applies = ctx.config.tenant.as_ref().is_some_and(|tr| {
+        tr.scope
+            .policy_for(segment.as_deref(), profile.as_deref())
+            .is_some()
+    });
+    let check = ctx.config.sni_check;
+    let in_signin_network = ctx
+        .config
+        .tenant
+        .as_ref()
+        .is_some_and(|tr| match target.host {
+            crate::policy::Host::Ip(ip) => tr.scope.networks.iter().any(|n| n.contains(&ip)),
+            crate::policy::Host::Name(_) => false,
+        });
+    let read_it = match route {
+        Some(Route::Direct) => check.mode != SniMode::Off || tenant_applies,
+        Some(Route::Upstream) => tenant_applies && (target.port == 443 || in_signin_network),
+        _ => false,
+    };
+    let mut read = Bytes::new();
+    let first = match first {
+        Some(f) => Some(f),
+        None if read_it => {
+            let (seen, how) =
+                sni_check::read_first(&mut client, check.max_hello_bytes, ctx.config.timeouts.head)
+                    .await;
+            read = seen;
+            match how {
+                sni_check::Read::First(f) => Some(f),
+                // Nothing sent: the relay sees the end, nothing can reach the destination.
+                sni_check::Read::Closed if read.is_empty() => None,
+                sni_check::Read::Closed => {
+                    rec.get().error =
+                        Some("client closed before its ClientHello was complete".into());
+                    rec.end(CloseReason::ClientError, Some(200));
+                    return None;
+                }
+                sni_check::Read::Timeout => {
+                    rec.get().error = Some("ClientHello not complete within timeouts.head".into());
+                    rec.end(CloseReason::HeadTimeout, Some(200));
+                    return None;
+                }
+            }
+        }
+        None => None,
+    };
+    let _ = tunnel.first.set(first);
+    let first = tunnel.first.get().and_then(Option::as_ref);
+    // The policy in force when the first bytes came decides what they mean.
+    let now = live.current();
+    let sign_in = match &now.config.tenant {
+        Some(tr) => tr
+            .scope
+            .sign_in(segment.as_deref(), profile.as_deref(), target, first),
+        None => SignIn::Blind,
+    };
+    let _ = tunnel.tenant.set(sign_in.fingerprint());
+    if let (Some(f), Some(Route::Direct)) = (first, route) {
+        if check.mode != SniMode::Off {
+            let v = sni_check::judge(&now.config.policy, rec.client(), target, f, check.non_tls);
+            rec.get().sni = v.sni;
+            if let Some(why) = v.mismatch {
+                tracing::debug!(client = %rec.client(), %target, error = %why, "sni check");
+                rec.get().sni_mismatch = true;
+                rec.get().error = Some(why);
+                if check.mode == SniMode::Enforce {
+                    rec.end(CloseReason::SniMismatch, Some(200));
+                    return None;
+                }
+            }
+        }
+    }
+    if let Some(why) = live.tunnels.settle(tunnel, live) {
+        rec.get().error = Some(why);
+        rec.end(CloseReason::PolicyChanged, Some(200));
+        return None;
+    }
+    let client = Prefixed::new(read, client);
+    match sign_in {
+        SignIn::Blind => Some((client, hop.stream)),
+        SignIn::Intercept { host, plan } => {
+            if let Some(tr) = &now.config.tenant {
+                // Boxed: the interception's HTTP machinery is not carried by every tunnel.
+                Box::pin(crate::intercept::intercept(
+                    &now,
+                    &tr.interceptor,
+                    rec,
+                    client,
+                    host,
+                    hop,
+                    plan,
+                    tunnel,
+                ))
+                .await;
+            }
+            None
+        }
+        SignIn::Refuse { policy, why } => {
+            tracing::warn!(%target, policy = %policy.name, why, "tenant restrictions: sign-in refused");
+            rec.get().tenant_restrictions = Some(crate::intercept::TenantRecord {
+                policy: policy.name.clone(),
+                outcome: crate::intercept::TenantOutcome::Refused,
+                reason: crate::intercept::TenantReason::NoServerName,
+                requests: 0,
+            });
+            rec.get().error = Some(why.into());
+            rec.end(CloseReason::InterceptRefused, Some(200));
+            None
+        }
+    }
 }

@@ -36,6 +36,9 @@ pub enum TenantReason {
     OriginHandshakeFailed,
     /// A request could not be forwarded to the sign-in server.
     OriginRequestFailed,
+    /// A tunnel to a sign-in network whose ClientHello names no host, or to a sign-in
+    /// host whose ClientHello names another: it cannot be intercepted, so it is refused.
+    NoServerName,
 }
 
 impl TenantReason {
@@ -43,9 +46,10 @@ impl TenantReason {
         use TenantReason::*;
         match self {
             HeadersAdded | HeadersReplaced | NoRequest => TenantOutcome::Applied,
-            ClientRejectedCertificate | ClientHandshakeFailed | ClientHandshakeTimeout => {
-                TenantOutcome::Refused
-            }
+            ClientRejectedCertificate
+            | ClientHandshakeFailed
+            | ClientHandshakeTimeout
+            | NoServerName => TenantOutcome::Refused,
             MintFailed | OriginCertificateInvalid | OriginHandshakeFailed | OriginRequestFailed => {
                 TenantOutcome::Failed
             }
@@ -65,6 +69,7 @@ impl TenantReason {
             OriginCertificateInvalid => "origin_certificate_invalid",
             OriginHandshakeFailed => "origin_handshake_failed",
             OriginRequestFailed => "origin_request_failed",
+            NoServerName => "no_server_name",
         }
     }
 }

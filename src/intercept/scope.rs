@@ -3,9 +3,14 @@
 //! of the scenario table is a unit test here, and `route` and the audit report use the
 //! same answer as the proxy.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+use crate::ingress::sni_check::First;
+use crate::policy::{Host, Target};
 
 /// Entra ID sign-in hosts intercepted unless the config names others.
 pub const DEFAULT_HOSTS: &[&str] = &[
@@ -95,6 +100,47 @@ pub struct Scope {
     pub policies: Vec<TenantPolicy>,
     pub hosts: Vec<String>,
     pub msa_hosts: Vec<String>,
+    /// The allowlists' networks of the rules that name a sign-in host: an IP target in
+    /// them is a sign-in whose server name must be read.
+    pub networks: Vec<IpNet>,
+}
+
+/// What tenant restrictions make of one tunnel, once its first bytes are known.
+#[derive(Clone, Copy, Debug)]
+pub enum SignIn<'a> {
+    /// Not a sign-in of a client under a policy: a blind tunnel.
+    Blind,
+    /// A sign-in: intercepted for `host`, which is what the ClientHello names (or, without
+    /// a server name, the target).
+    Intercept { host: &'a str, plan: Plan<'a> },
+    /// A sign-in that cannot be intercepted: refused, never tunnelled without the headers.
+    Refuse {
+        policy: &'a TenantPolicy,
+        why: &'static str,
+    },
+}
+
+impl SignIn<'_> {
+    /// Stands for this answer, to tell after a reload whether it would still be the same.
+    pub fn fingerprint(&self) -> Option<u64> {
+        let mut h = std::hash::DefaultHasher::new();
+        match self {
+            SignIn::Blind => return None,
+            SignIn::Intercept { host, plan } => {
+                host.hash(&mut h);
+                plan.policy.name.hash(&mut h);
+                for (n, v) in plan.headers {
+                    n.as_str().hash(&mut h);
+                    v.as_bytes().hash(&mut h);
+                }
+            }
+            SignIn::Refuse { policy, why } => {
+                policy.name.hash(&mut h);
+                why.hash(&mut h);
+            }
+        }
+        Some(h.finish())
+    }
 }
 
 /// What to do with one connection: intercept it and set these headers.
@@ -157,6 +203,69 @@ impl Scope {
                     .find(|p| p.profiles.iter().any(|n| n == pr))
             })
         })
+    }
+
+    /// Tenant restrictions follow the server name, not the CONNECT line: a tunnel whose
+    /// ClientHello names a sign-in host is intercepted for that host whatever its target;
+    /// one to a sign-in host whose hello names another host, or to a sign-in network whose
+    /// hello names none (or is not TLS), is refused. `first` is what the client sent first
+    /// (`None`: not read, for a tunnel no check reads).
+    pub fn sign_in<'a>(
+        &'a self,
+        segment: Option<&str>,
+        profile: Option<&str>,
+        target: &'a Target,
+        first: Option<&'a First>,
+    ) -> SignIn<'a> {
+        let Some(policy) = self.policy_for(segment, profile) else {
+            return SignIn::Blind;
+        };
+        let named = match first {
+            Some(First::Hello(Some(sni))) => Some(sni.as_str()),
+            _ => None,
+        };
+        let sni = named.and_then(|raw| match Host::parse(raw) {
+            Ok(Host::Name(_)) => Some(raw),
+            _ => None,
+        });
+        let by_sni = sni.and_then(|raw| {
+            let name = raw.trim_end_matches('.');
+            let host = self
+                .hosts
+                .iter()
+                .chain(&self.msa_hosts)
+                .find(|h| h.eq_ignore_ascii_case(name))?;
+            self.plan(segment, profile, host)
+                .map(|plan| SignIn::Intercept { host, plan })
+        });
+        if let Some(hit) = by_sni {
+            return hit;
+        }
+        let by_target = target
+            .host
+            .as_name()
+            .and_then(|h| self.plan(segment, profile, h).map(|plan| (h, plan)));
+        match (by_target, named) {
+            (Some((host, plan)), None) => SignIn::Intercept { host, plan },
+            (Some(_), Some(_)) => SignIn::Refuse {
+                policy,
+                why: "the ClientHello names another host than the sign-in host tunnelled to",
+            },
+            (None, _) => {
+                let in_network = match target.host {
+                    Host::Ip(ip) => self.networks.iter().any(|n| n.contains(&ip)),
+                    Host::Name(_) => false,
+                };
+                if in_network && named.is_none() {
+                    SignIn::Refuse {
+                        policy,
+                        why: "a tunnel to a sign-in network whose ClientHello names no host",
+                    }
+                } else {
+                    SignIn::Blind
+                }
+            }
+        }
     }
 
     /// The interception plan for `host` (a normalised, lower-case name) from a client of
@@ -223,7 +332,91 @@ mod tests {
             ],
             hosts: DEFAULT_HOSTS.iter().map(|h| h.to_string()).collect(),
             msa_hosts: DEFAULT_MSA_HOSTS.iter().map(|h| h.to_string()).collect(),
+            networks: vec!["20.190.128.0/18".parse().unwrap()],
         }
+    }
+
+    fn target(s: &str) -> Target {
+        Target::parse_authority(s, None).unwrap()
+    }
+
+    fn hello(sni: Option<&str>) -> First {
+        First::Hello(sni.map(str::to_string))
+    }
+
+    /// What the SNI and the target make of a tunnel from segment `staff`.
+    fn sign_in(t: &str, first: Option<First>) -> String {
+        let s = scope();
+        let t = target(t);
+        match s.sign_in(Some("staff"), Some("case1"), &t, first.as_ref()) {
+            SignIn::Blind => "blind".into(),
+            SignIn::Intercept { host, .. } => format!("intercept {host}"),
+            SignIn::Refuse { .. } => "refuse".into(),
+        }
+    }
+
+    #[test]
+    fn the_server_name_decides_whatever_the_target() {
+        let cases: &[(&str, Option<First>, &str)] = &[
+            (
+                "20.190.128.5:443",
+                Some(hello(Some("login.microsoftonline.com"))),
+                "intercept login.microsoftonline.com",
+            ),
+            (
+                "20.190.128.5:443",
+                Some(hello(Some("LOGIN.microsoftonline.com."))),
+                "intercept login.microsoftonline.com",
+            ),
+            (
+                "outlook.office365.com:443",
+                Some(hello(Some("login.live.com"))),
+                "intercept login.live.com",
+            ),
+            (
+                "login.microsoftonline.com:443",
+                Some(hello(Some("login.microsoftonline.com"))),
+                "intercept login.microsoftonline.com",
+            ),
+            (
+                "login.microsoftonline.com:443",
+                Some(hello(None)),
+                "intercept login.microsoftonline.com",
+            ),
+            (
+                "login.microsoftonline.com:443",
+                Some(hello(Some("www.example.com"))),
+                "refuse",
+            ),
+            ("20.190.128.5:443", Some(hello(None)), "refuse"),
+            ("20.190.128.5:443", Some(First::NotTls), "refuse"),
+            (
+                "20.190.128.5:443",
+                Some(hello(Some("aadcdn.msftauth.net"))),
+                "blind",
+            ),
+            (
+                "20.190.128.5:443",
+                Some(hello(Some("device.login.microsoftonline.com"))),
+                "blind",
+            ),
+            ("52.96.0.1:443", Some(hello(None)), "blind"),
+            (
+                "outlook.office365.com:443",
+                Some(hello(Some("outlook.office365.com"))),
+                "blind",
+            ),
+        ];
+        for (t, first, want) in cases {
+            assert_eq!(sign_in(t, first.clone()), *want, "{t} {first:?}");
+        }
+        // A client under no policy: nothing is intercepted or refused.
+        let s = scope();
+        let t = target("20.190.128.5:443");
+        assert!(matches!(
+            s.sign_in(Some("other"), Some("case1"), &t, Some(&hello(None))),
+            SignIn::Blind
+        ));
     }
 
     /// (segment, profile, host) → (policy, header names), or `None`: a blind tunnel.

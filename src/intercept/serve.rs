@@ -25,26 +25,30 @@ use super::record::{TenantReason, TenantRecord};
 use super::scope::Plan;
 use super::Interceptor;
 use crate::ingress::tunnel::NextHop;
+use crate::ingress::tunnels::{Closed, OpenTunnel};
 use crate::outcome::{CloseReason, Recorder};
-use crate::policy::Target;
 use crate::server::Context;
 use crate::stream::Prefixed;
 
 type Body = Either<Incoming, Full<Bytes>>;
 
-/// Intercepts an established tunnel to a sign-in host and records how it went.
+/// Intercepts an established tunnel to the sign-in host `host` (what the ClientHello
+/// names) and records how it went; `tunnel` closes it from outside (a reload, shutdown).
+#[allow(clippy::too_many_arguments)]
 pub async fn intercept<C>(
     ctx: &Context,
     interceptor: &Interceptor,
     rec: &mut Recorder,
     client: C,
-    target: &Target,
+    host: &str,
     hop: NextHop,
     plan: Plan<'_>,
+    tunnel: &OpenTunnel,
 ) where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let host = target.host.to_string();
+    let target = host;
+    let host = host.to_string();
     let record = |reason: TenantReason, requests: u32| TenantRecord {
         policy: plan.policy.name.clone(),
         outcome: reason.outcome(),
@@ -133,7 +137,10 @@ pub async fn intercept<C>(
     };
     let shutdown = tokio::select! {
         r = served => r.err().map(|e| e.to_string()),
-        _ = ctx.drained() => Some("shutdown".to_string()),
+        _ = tunnel.closed() => Some(match tunnel.why_closed() {
+            Some(Closed::PolicyChanged(why)) => why.clone(),
+            _ => "shutdown".to_string(),
+        }),
     };
     if let Some(d) = driver {
         d.abort();
@@ -153,7 +160,11 @@ pub async fn intercept<C>(
     if let Some(e) = shutdown {
         rec.get().error = Some(e);
     }
-    rec.end(CloseReason::Finished, Some(200));
+    let end = match tunnel.why_closed() {
+        Some(Closed::PolicyChanged(_)) => CloseReason::PolicyChanged,
+        _ => CloseReason::Finished,
+    };
+    rec.end(end, Some(200));
 }
 
 /// Names the client's refusal: an alert about our certificate means the CA is not trusted

@@ -14,7 +14,7 @@ use super::mapping::{Mapping, RuleMap, Selection};
 use super::render::{CategoryFile, RuleOut};
 use crate::config::schema::Provenance;
 use crate::policy::domain::DomainPattern;
-use crate::policy::shared_hosting::shared_zone_of;
+use crate::policy::shared_hosting::{public_suffix_of, shared_zone_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -296,6 +296,12 @@ fn check_patterns(rule: &RuleOut) -> Result<(), String> {
         if let Some(zone) = shared_zone_of(&p) {
             return Err(format!(
                 "{d:?} is a wildcard over shared hosting ({zone}); exclude it in the mapping"
+            ));
+        }
+        if let Some((zone, section)) = public_suffix_of(&p) {
+            return Err(format!(
+                "{d:?} is a wildcard over a public suffix ({zone}, Public Suffix List, {}); exclude it in the mapping",
+                section.as_str()
             ));
         }
     }

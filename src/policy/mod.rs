@@ -8,6 +8,7 @@ pub mod domain;
 pub mod network;
 pub mod shared_hosting;
 pub mod snapshot;
+pub mod special;
 pub mod target;
 
 pub use decide::{Decision, Reason, Route};

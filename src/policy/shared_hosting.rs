@@ -1,6 +1,8 @@
-//! Zones where anyone can host content. A wildcard over one of them would let a stranger's
-//! storage account, web app or CDN endpoint break out directly, so no direct category may
-//! hold one, whatever a published list says.
+//! Zones where anyone can host content or register a name. A wildcard over one of them
+//! would let a stranger's storage account, web app, CDN endpoint or newly registered
+//! domain break out directly, so no direct category may hold one, whatever a published
+//! list says: the shared-hosting zones below, and every entry of the Public Suffix List
+//! (its ICANN and private sections, compiled into the binary by the `psl` crate).
 
 use super::domain::DomainPattern;
 
@@ -82,6 +84,43 @@ pub fn shared_zone_of(pattern: &DomainPattern) -> Option<&'static str> {
         .or_else(|| BROAD_ZONES.iter().copied().find(|broad| zone == *broad))
 }
 
+/// Version of the `psl` crate, whose number follows the Public Suffix List it compiles
+/// in; `check` prints it (a unit test keeps it equal to Cargo.lock).
+pub const PSL_VERSION: &str = "2.1.247";
+
+/// Which section of the Public Suffix List an entry is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuffixSection {
+    /// Registries' own suffixes (`co.jp`, `ne.jp`, `lg.jp` …).
+    Icann,
+    /// Companies whose customers get names under them (`sakura.ne.jp`, `blogspot.com`,
+    /// `r2.dev` …).
+    Private,
+}
+
+impl SuffixSection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuffixSection::Icann => "ICANN section",
+            SuffixSection::Private => "private section",
+        }
+    }
+}
+
+/// The public suffix a wildcard ranges directly over, if any: the literal labels right of
+/// the pattern's rightmost wildcard are an entry of the Public Suffix List (`*.co.jp`,
+/// `x*.sakura.ne.jp`, `a.*.blogspot.com`), so the wildcard stands for names anyone may
+/// register. A wildcard under a registered name (`*.sharepoint.com`) is not one.
+pub fn public_suffix_of(pattern: &DomainPattern) -> Option<(String, SuffixSection)> {
+    let zone = pattern.wildcard_zone()?;
+    let suffix = psl::suffix(zone.as_bytes())?;
+    let section = match suffix.typ()? {
+        psl::Type::Icann => SuffixSection::Icann,
+        psl::Type::Private => SuffixSection::Private,
+    };
+    (suffix == zone.as_str()).then_some((zone, section))
+}
+
 fn is_under(name: &str, zone: &str) -> bool {
     name.len() > zone.len()
         && name.ends_with(zone)
@@ -113,6 +152,47 @@ mod tests {
         assert_eq!(
             zone("*.mediaservices.windows.net"),
             Some("mediaservices.windows.net")
+        );
+    }
+
+    fn suffix(p: &str) -> Option<(String, SuffixSection)> {
+        public_suffix_of(&DomainPattern::parse(p).unwrap())
+    }
+
+    #[test]
+    fn flags_wildcards_at_public_suffixes() {
+        let icann = |z: &str| Some((z.to_string(), SuffixSection::Icann));
+        let private = |z: &str| Some((z.to_string(), SuffixSection::Private));
+        assert_eq!(suffix("*.co.jp"), icann("co.jp"));
+        assert_eq!(suffix("*.ne.jp"), icann("ne.jp"));
+        assert_eq!(suffix("*.lg.jp"), icann("lg.jp"));
+        assert_eq!(suffix("x*.co.jp"), icann("co.jp"));
+        assert_eq!(suffix("autodiscover.*.co.jp"), icann("co.jp"));
+        assert_eq!(suffix("*.sakura.ne.jp"), private("sakura.ne.jp"));
+        assert_eq!(suffix("*.blogspot.com"), private("blogspot.com"));
+        assert_eq!(suffix("*.r2.dev"), private("r2.dev"));
+        // Inside a wildcard rule of the list (`*.kawasaki.jp`), but not its exception.
+        assert_eq!(suffix("*.foo.kawasaki.jp"), icann("foo.kawasaki.jp"));
+        assert_eq!(suffix("*.city.kawasaki.jp"), None);
+        for fine in [
+            "*.sharepoint.com",
+            "*.microsoftonline.com",
+            "*.city.example.lg.jp",
+            "*.example.co.jp",
+            "blogspot.com",
+            "co.jp",
+        ] {
+            assert_eq!(suffix(fine), None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn psl_version_is_the_locked_one() {
+        let lock = include_str!("../../Cargo.lock");
+        let want = format!("name = \"psl\"\nversion = \"{PSL_VERSION}\"");
+        assert!(
+            lock.contains(&want),
+            "Cargo.lock has another psl than {PSL_VERSION}"
         );
     }
 

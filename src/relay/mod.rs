@@ -123,10 +123,12 @@ where
     };
     let mut watchdog = std::pin::pin!(watchdog::Watchdog::new(limits));
     let limit = std::future::poll_fn(|cx| watchdog.as_mut().poll(cx, activity));
+    // Stop first: once stopped, not one more byte moves.
     tokio::select! {
+        biased;
+        _ = stop => RelayEnd::Shutdown,
         end = both => end,
         end = limit => end,
-        _ = stop => RelayEnd::Shutdown,
     }
 }
 

@@ -121,6 +121,11 @@ pub async fn relay<F: Future<Output = ()>>(
     let mut down = Direction::new(down_first, Blame::SERVER_TO_CLIENT);
     let mut watchdog = pin!(Watchdog::new(limits));
     poll_fn(|cx| {
+        // First: once stopped, not one more byte moves (a tunnel closed by a reload must
+        // not carry the answer to a request that came after).
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(RelayEnd::Shutdown);
+        }
         let up = up.poll(cx, client, server, &stats.bytes_up, activity);
         if let Poll::Ready(Err(end)) = up {
             return Poll::Ready(end);
@@ -131,9 +136,6 @@ pub async fn relay<F: Future<Output = ()>>(
         }
         if up.is_ready() && down.is_ready() {
             return Poll::Ready(RelayEnd::Finished);
-        }
-        if stop.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(RelayEnd::Shutdown);
         }
         watchdog.as_mut().poll(cx, activity)
     })

@@ -49,7 +49,8 @@ pub fn denied(o: &Outcome) -> Option<&'static str> {
         | CloseReason::HeadTooLarge
         | CloseReason::BadRequest
         | CloseReason::SniMismatch
-        | CloseReason::TooManyHeaders => Some(o.reason.as_str()),
+        | CloseReason::TooManyHeaders
+        | CloseReason::AdminRefused => Some(o.reason.as_str()),
         _ => None,
     }
 }

@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod collector;
 pub mod evidence;
+pub mod netns;
 pub mod parent;
 pub mod process;
 pub mod readback;
@@ -481,6 +482,12 @@ pub struct Lab<'a> {
     pub direct_domains: &'a [&'a str],
     /// More lines of the `[upstream]` table; a `fall` or `rise` here replaces the lab's 1.
     pub upstream: &'a str,
+    /// The admin listener's address.
+    pub admin_listen: &'a str,
+    /// More lines of the `[admin]` table (`allow = […]`, `token_file = …`).
+    pub admin: &'a str,
+    /// The proxy listener's address.
+    pub proxy_listen: &'a str,
 }
 
 impl<'a> Lab<'a> {
@@ -496,6 +503,9 @@ impl<'a> Lab<'a> {
             timeouts: "",
             direct_domains: &[],
             upstream: "",
+            admin_listen: "127.0.0.1:0",
+            admin: "",
+            proxy_listen: "127.0.0.1:0",
         }
     }
 }
@@ -554,9 +564,10 @@ domains = ["deny.test"]
             .collect();
         let config = format!(
             r#"[proxy]
-listen = ["127.0.0.1:0"]
+listen = ["{proxy_listen}"]
 [admin]
-listen = "127.0.0.1:0"
+listen = "{admin_listen}"
+{admin}
 [allowlists]
 dir = "allowlists"
 [direct]
@@ -583,6 +594,9 @@ dir = "state"
 {extra}
 "#,
             dns = lab.dns,
+            proxy_listen = lab.proxy_listen,
+            admin_listen = lab.admin_listen,
+            admin = lab.admin,
             segment = lab.segment,
             extra = lab.extra,
             timeouts = lab.timeouts,
